@@ -1,0 +1,152 @@
+"""The contract between the cluster logic and whatever runs the nodes."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from harness.impl import Implementation
+
+Persistence = Literal["none", "rdb", "aof"]
+PERSISTENCE: tuple[Persistence, ...] = ("none", "rdb", "aof")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Settings shared by every node of a cluster."""
+
+    node_timeout_ms: int = 2000
+    persistence: Persistence = "none"
+    server_args: Mapping[str, str] = field(default_factory=dict)
+
+
+def render_config(impl: Implementation, cfg: NodeConfig, *, port: int, bind: str, data_dir: str) -> str:
+    """A server config file for one node, in the dialect of ``impl``."""
+    lines = [
+        f"port {port}",
+        f"bind {bind}",
+        "protected-mode no",
+        "daemonize no",
+        'logfile ""',  # stdout, which the backend captures into the node's log
+        f"dir {data_dir}",
+        "cluster-enabled yes",
+        "cluster-config-file nodes.conf",
+        f"cluster-node-timeout {cfg.node_timeout_ms}",
+        "cluster-require-full-coverage yes",
+        # Replicas must finish their first sync quickly: the default 5 s delay makes
+        # a cluster look ready long before a replica could take over.
+        "repl-diskless-sync yes",
+        "repl-diskless-sync-delay 0",
+    ]
+    if cfg.persistence == "none":
+        lines += ['save ""', "appendonly no"]
+    elif cfg.persistence == "rdb":
+        lines += ["save 1 1", "appendonly no"]
+    else:  # aof: every acknowledged write is on disk before the reply
+        lines += ['save ""', "appendonly yes", "appendfsync always"]
+    if impl.has("debug_command"):
+        lines.append("enable-debug-command yes")
+    for key, value in cfg.server_args.items():
+        lines.append(f"{key} {value}")
+    return "\n".join(lines) + "\n"
+
+
+def control_client(host: str, port: int, timeout: float = 2.0) -> redis.Redis:
+    """A plain client for harness control traffic: raw replies, no retries, short timeouts,
+    so a dead or paused node shows up as an error instead of a hang."""
+    client = redis.Redis(
+        host=host,
+        port=port,
+        decode_responses=True,
+        socket_timeout=timeout,
+        socket_connect_timeout=min(timeout, 1.0),
+        retry=Retry(NoBackoff(), 0),
+        single_connection_client=False,
+    )
+    client.response_callbacks.clear()
+    return client
+
+
+class Node(abc.ABC):
+    """One server of a cluster, wherever it runs."""
+
+    index: int
+    host: str  # address clients and peers use
+    port: int
+    state: Literal["new", "running", "paused", "stopped"] = "new"
+    node_id: str | None = None
+
+    @property
+    def addr(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def name(self) -> str:
+        return f"n{self.index}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.addr} {self.state}>"
+
+    def client(self, timeout: float = 2.0) -> redis.Redis:
+        return control_client(self.host, self.port, timeout)
+
+    def call(self, *args: object, timeout: float = 2.0) -> object:
+        """Run one command on this node and return the raw reply."""
+        with self.client(timeout) as c:
+            return c.execute_command(*args)
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Start (or restart) the server, keeping its data directory; returns once the
+        process runs. Use :meth:`wait_answering` to wait until it serves."""
+
+    @abc.abstractmethod
+    def wait_answering(self, timeout: float) -> None:
+        """Wait until the server answers PING; raise with its log tail if it died."""
+
+    @abc.abstractmethod
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final save."""
+
+    @abc.abstractmethod
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP or cgroup freezer): it keeps its sockets open."""
+
+    @abc.abstractmethod
+    def resume(self) -> None:
+        """Undo :meth:`pause`."""
+
+    @abc.abstractmethod
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful shutdown (SIGTERM), killing it if it does not exit in ``timeout``."""
+
+    @abc.abstractmethod
+    def log_text(self, max_bytes: int = 20000) -> str:
+        """The tail of the node's log."""
+
+    @property
+    @abc.abstractmethod
+    def description(self) -> str:
+        """Where the node runs (for messages and reports)."""
+
+
+class Backend(abc.ABC):
+    """Creates nodes and owns their lifetime."""
+
+    name: str
+
+    @abc.abstractmethod
+    def create_nodes(
+        self, impl: Implementation, cfg: NodeConfig, count: int, ports: list[int] | None = None
+    ) -> list[Node]:
+        """Create and start ``count`` nodes (not yet joined into a cluster)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop every node and release every resource this backend created."""

@@ -1,0 +1,181 @@
+"""Local backend: every node is a server process on 127.0.0.1 with its own directory.
+
+Processes start in their own session (process group), so Ctrl-C reaches the harness, not
+the servers, and a wrapper script that does not ``exec`` is still signalled together with
+the server it started. Each process is registered with the :class:`~harness.runs.Run`,
+whose watchdog kills it if the harness dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from harness.backends.base import Backend, Node, NodeConfig, render_config
+from harness.errors import HarnessError, NotReadyError
+from harness.impl import Implementation
+from harness.ports import PortLease
+from harness.runs import Run
+
+
+class LocalNode(Node):
+    def __init__(self, run: Run, impl: Implementation, cfg: NodeConfig, index: int, port: int, base: Path):
+        self.run = run
+        self.impl = impl
+        self.cfg = cfg
+        self.index = index
+        self.host = "127.0.0.1"
+        self.port = port
+        self.dir = base / f"node-{port}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.conf_path = self.dir / "server.conf"
+        self.log_path = self.dir / "server.log"
+        self.conf_path.write_text(render_config(impl, cfg, port=port, bind=self.host, data_dir=str(self.dir)))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.state = "new"
+
+    @property
+    def description(self) -> str:
+        return f"{self.name} {self.addr} (pid {self.pid}, dir {self.dir})"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            raise HarnessError(f"{self.name} {self.addr} is already running (pid {self.proc.pid})")
+        with self.log_path.open("ab") as log:
+            log.write(f"\n### harness: starting {self.impl.binary} at {time.strftime('%H:%M:%S')}\n".encode())
+            log.flush()
+            try:
+                self.proc = subprocess.Popen(
+                    [self.impl.binary, str(self.conf_path)],
+                    cwd=self.dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env=self.run.env(),
+                )
+            except OSError as exc:
+                raise HarnessError(f"cannot start {self.impl.binary}: {exc.strerror}") from exc
+        self.run.register(self.proc.pid)
+        self.state = "running"
+
+    def _exited_message(self) -> str:
+        assert self.proc is not None
+        lines = [ln for ln in self.log_text(4000).splitlines() if ln.strip() and not ln.startswith("###")]
+        fatal = [ln for ln in lines if any(w in ln for w in ("FATAL", "Bad directive", ">>>", "rror", "Could not"))]
+        reason = " | ".join((fatal or lines)[-3:]) or "no output"
+        return f"{self.name} {self.addr} exited at start-up (code {self.proc.returncode}): {reason} (log: {self.log_path})"
+
+    def wait_answering(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        client = self.client(timeout=0.5)
+        last = "no answer yet"
+        try:
+            while True:
+                if self.proc is None or self.proc.poll() is not None:
+                    self._reap()
+                    raise HarnessError(self._exited_message())
+                try:
+                    if client.execute_command("PING") in ("PONG", b"PONG"):
+                        return
+                except redis.exceptions.RedisError as exc:
+                    last = str(exc)
+                if time.monotonic() >= deadline:
+                    raise NotReadyError(f"{self.name} {self.addr} does not answer PING after {timeout:.0f}s: {last}")
+                time.sleep(0.005)
+        finally:
+            client.close()
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            raise HarnessError(f"{self.name} {self.addr} is not running")
+        os.killpg(self.proc.pid, sig)
+
+    def _reap(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # leftovers of a wrapper's group
+            self.proc.wait()
+            self.run.unregister(self.proc.pid)
+        self.state = "stopped"
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+        self._reap()
+
+    def pause(self) -> None:
+        self._signal(signal.SIGSTOP)
+        self.state = "paused"
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+        self.state = "running"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self._reap()
+            return
+        if self.state == "paused":
+            self.resume()
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self._reap()
+
+    def log_text(self, max_bytes: int = 20000) -> str:
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                f.seek(max(0, size - max_bytes))
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+
+class LocalBackend(Backend):
+    """Nodes as local processes under this process's run directory."""
+
+    name = "local"
+
+    def __init__(self, run: Run | None = None) -> None:
+        self.run = run or Run.current()
+        self.lease = PortLease()
+        self.nodes: list[LocalNode] = []
+        self._counter = 0
+
+    def create_nodes(
+        self, impl: Implementation, cfg: NodeConfig, count: int, ports: list[int] | None = None
+    ) -> list[Node]:
+        ports = self.lease.claim_exact(ports) if ports else self.lease.claim(count)
+        self._counter += 1
+        base = self.run.dir / f"cluster-{self._counter}"
+        nodes = [LocalNode(self.run, impl, cfg, i, p, base) for i, p in enumerate(ports)]
+        self.nodes.extend(nodes)
+        for n in nodes:
+            n.start()
+        for n in nodes:
+            n.wait_answering(timeout=15)
+        return list(nodes)
+
+    def close(self) -> None:
+        for n in self.nodes:
+            if n.proc is not None and n.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(n.proc.pid, signal.SIGCONT)
+                    os.killpg(n.proc.pid, signal.SIGKILL)
+            n._reap()
+        self.nodes.clear()
+        self.lease.release()

@@ -1,0 +1,215 @@
+"""Pure checkers: topology snapshot in, verdict out.
+
+No checker talks to a server; each names the node, the slots and what differed, so a
+failed assertion explains itself.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from harness.crc16 import SLOTS
+from harness.topology import NodeView, Snapshot, format_ranges, merge_ranges
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Result of one or more checks: ``ok`` and the problems found, one sentence each."""
+
+    problems: tuple[str, ...] = ()
+    checked: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        if self.ok:
+            return "ok (" + ", ".join(self.checked) + ")"
+        return "\n".join(self.problems)
+
+    @staticmethod
+    def combine(verdicts: Iterable[Verdict]) -> Verdict:
+        problems: list[str] = []
+        checked: list[str] = []
+        for v in verdicts:
+            problems.extend(v.problems)
+            checked.extend(v.checked)
+        return Verdict(tuple(problems), tuple(dict.fromkeys(checked)))
+
+
+def slot_coverage(view: NodeView) -> Verdict:
+    """Slot ranges of masters are disjoint, in bounds, and cover 0..16383."""
+    problems: list[str] = []
+    owners: dict[int, list[str]] = defaultdict(list)
+    for n in view.nodes:
+        for lo, hi in n.slots:
+            if lo > hi or lo < 0 or hi >= SLOTS:
+                problems.append(f"{view.observer}: node {n.node_id[:8]} ({n.addr}) claims bad range {lo}-{hi}")
+                continue
+            if n.slots and not n.is_master:
+                problems.append(f"{view.observer}: replica {n.node_id[:8]} ({n.addr}) lists slots {lo}-{hi}")
+            for s in range(lo, hi + 1):
+                owners[s].append(n.node_id)
+    missing = [s for s in range(SLOTS) if s not in owners]
+    if missing:
+        problems.append(
+            f"{view.observer}: {len(missing)} slots unassigned: {format_ranges(merge_ranges(missing))}"
+        )
+    overlaps: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    for s, ids in owners.items():
+        if len(ids) > 1:
+            overlaps[tuple(sorted(ids))].append(s)
+    for ids, slots in overlaps.items():
+        who = ", ".join(i[:8] for i in ids)
+        problems.append(
+            f"{view.observer}: slots {format_ranges(merge_ranges(slots))} claimed by several nodes: {who}"
+        )
+    return Verdict(tuple(problems), ("slot coverage",))
+
+
+def agreement(snapshot: Snapshot) -> Verdict:
+    """Every reachable node reports the same slot → owner map and the same membership."""
+    views = snapshot.views
+    if not views:
+        return Verdict(("no node was reachable to compare",), ("agreement",))
+    problems: list[str] = []
+    ref = views[0]
+    ref_owners = ref.slot_owners()
+    ref_members = {n.node_id for n in ref.nodes if not n.in_handshake}
+    for v in views[1:]:
+        owners = v.slot_owners()
+        diff = [s for s in range(SLOTS) if owners[s] != ref_owners[s]]
+        if diff:
+            first = diff[0]
+            problems.append(
+                f"{v.observer} disagrees with {ref.observer} on slots "
+                f"{format_ranges(merge_ranges(diff))}: e.g. slot {first} owner "
+                f"{_short(owners[first])} vs {_short(ref_owners[first])}"
+            )
+        members = {n.node_id for n in v.nodes if not n.in_handshake}
+        if members != ref_members:
+            only_here = ", ".join(sorted(i[:8] for i in members - ref_members)) or "-"
+            only_ref = ", ".join(sorted(i[:8] for i in ref_members - members)) or "-"
+            problems.append(
+                f"{v.observer} knows other nodes than {ref.observer}: "
+                f"only it knows [{only_here}], only {ref.observer} knows [{only_ref}]"
+            )
+    return Verdict(tuple(problems), ("agreement",))
+
+
+def _short(node_id: str | None) -> str:
+    return node_id[:8] if node_id else "none"
+
+
+def unique_epochs(view: NodeView) -> Verdict:
+    """Masters that own slots have pairwise distinct config epochs."""
+    by_epoch: dict[int, list[str]] = defaultdict(list)
+    for n in view.nodes:
+        if n.is_master and n.slots and not n.failed:
+            by_epoch[n.config_epoch].append(f"{n.node_id[:8]} ({n.addr})")
+    problems = tuple(
+        f"{view.observer}: masters {', '.join(ids)} share config epoch {epoch}"
+        for epoch, ids in sorted(by_epoch.items())
+        if len(ids) > 1
+    )
+    return Verdict(problems, ("unique epochs",))
+
+
+def replicas_follow_live_masters(view: NodeView) -> Verdict:
+    """Each replica names a known, live master."""
+    problems: list[str] = []
+    nodes = view.by_id()
+    for n in view.nodes:
+        if not n.is_replica or n.failed:
+            continue
+        m = nodes.get(n.master_id or "")
+        if m is None:
+            problems.append(f"{view.observer}: replica {n.node_id[:8]} ({n.addr}) follows unknown node {n.master_id}")
+        elif not m.is_master:
+            problems.append(f"{view.observer}: replica {n.node_id[:8]} ({n.addr}) follows {m.node_id[:8]} which is not a master")
+        elif m.failed:
+            problems.append(f"{view.observer}: replica {n.node_id[:8]} ({n.addr}) follows failed master {m.node_id[:8]} ({m.addr})")
+    return Verdict(tuple(problems), ("replicas follow live masters",))
+
+
+def info_consistent(view: NodeView) -> Verdict:
+    """``CLUSTER INFO`` counters agree with the observer's own ``CLUSTER NODES`` map."""
+    if not view.info:
+        return Verdict((), ())
+    problems: list[str] = []
+    assigned = sum(n.slot_count for n in view.nodes if n.is_master)
+    failed = sum(n.slot_count for n in view.nodes if n.is_master and n.failed)
+    pfail = sum(n.slot_count for n in view.nodes if n.is_master and n.suspected)
+    expect = {
+        "cluster_slots_assigned": assigned,
+        "cluster_slots_fail": failed,
+        "cluster_slots_pfail": pfail,
+        "cluster_slots_ok": assigned - failed - pfail,
+        "cluster_known_nodes": len(view.nodes),
+        "cluster_size": sum(1 for n in view.nodes if n.is_master and n.slots),
+    }
+    for key, want in expect.items():
+        got = view.info.get(key)
+        if got is not None and int(got) != want:
+            problems.append(f"{view.observer}: CLUSTER INFO {key}={got} but CLUSTER NODES implies {want}")
+    max_epoch = max((n.config_epoch for n in view.nodes), default=0)
+    cur = view.info.get("cluster_current_epoch")
+    if cur is not None and int(cur) < max_epoch:
+        problems.append(f"{view.observer}: cluster_current_epoch={cur} is below a node's config epoch {max_epoch}")
+    return Verdict(tuple(problems), ("info consistent",))
+
+
+def state_ok(view: NodeView) -> Verdict:
+    state = view.info.get("cluster_state")
+    problems = () if state == "ok" else (f"{view.observer}: cluster_state is {state}",)
+    return Verdict(problems, ("state ok",))
+
+
+def shards_match_nodes(view: NodeView) -> Verdict:
+    """``CLUSTER SHARDS`` (where supported) describes the same slots as ``CLUSTER NODES``."""
+    if view.shards is None:
+        return Verdict((), ())
+    problems: list[str] = []
+    from_nodes = {n.node_id: sorted(n.slots) for n in view.nodes if n.is_master and n.slots}
+    for shard in view.shards:
+        master = shard.master
+        if not shard.slots:
+            continue
+        if master is None:
+            problems.append(f"{view.observer}: CLUSTER SHARDS lists slots {format_ranges(shard.slots)} with no master")
+            continue
+        want = from_nodes.get(master.node_id)
+        if want != sorted(shard.slots):
+            problems.append(
+                f"{view.observer}: CLUSTER SHARDS gives {master.node_id[:8]} slots "
+                f"{format_ranges(sorted(shard.slots))}, CLUSTER NODES gives {format_ranges(want or [])}"
+            )
+    return Verdict(tuple(problems), ("shards match nodes",))
+
+
+PER_VIEW: tuple[Callable[[NodeView], Verdict], ...] = (
+    slot_coverage,
+    unique_epochs,
+    replicas_follow_live_masters,
+    info_consistent,
+    shards_match_nodes,
+)
+
+
+def healthy(snapshot: Snapshot, *, require_all_reachable: bool = True) -> Verdict:
+    """All topology checks over every reachable node, plus agreement between them."""
+    verdicts = [agreement(snapshot)]
+    for v in snapshot.views:
+        verdicts.append(state_ok(v))
+        verdicts.extend(check(v) for check in PER_VIEW)
+    if require_all_reachable and snapshot.unreachable:
+        verdicts.append(
+            Verdict(tuple(f"{a} unreachable: {e}" for a, e in snapshot.unreachable.items()), ("reachable",))
+        )
+    return Verdict.combine(verdicts)

@@ -1,0 +1,318 @@
+"""A Redis Cluster under test: formation by commands, readiness, snapshots, clients.
+
+Formation uses the cluster commands directly (ADDSLOTS[RANGE], SET-CONFIG-EPOCH, MEET,
+REPLICATE) instead of ``redis-cli --cluster create``: it is faster, works for any
+implementation that speaks the protocol, and every step can report what it saw.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import redis
+from redis.cluster import ClusterNode as RedisClusterNode
+from redis.cluster import RedisCluster
+
+from harness.backends import Backend, Node, NodeConfig, get_backend
+from harness.backends.base import PERSISTENCE, Persistence
+from harness.checkers import Verdict, healthy
+from harness.crc16 import SLOTS
+from harness.errors import HarnessError, NotReadyError, UsageError
+from harness.impl import Implementation
+from harness.topology import NodeView, Snapshot, parse_cluster_nodes, parse_cluster_shards, parse_info
+from harness.wait import wait_for
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Shape and settings of a cluster (what ``@pytest.mark.cluster`` configures)."""
+
+    masters: int = 3
+    replicas: int = 1  # per master
+    node_timeout_ms: int = 2000
+    persistence: Persistence = "none"
+    server_args: tuple[tuple[str, str], ...] = ()
+    ready_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.masters <= 64:
+            raise UsageError(f"masters={self.masters}: use 1..64")
+        if not 0 <= self.replicas <= 8:
+            raise UsageError(f"replicas={self.replicas}: use 0..8 replicas per master")
+        if not 50 <= self.node_timeout_ms <= 600_000:
+            raise UsageError(f"node timeout {self.node_timeout_ms} ms: use 50..600000")
+        if self.persistence not in PERSISTENCE:
+            raise UsageError(f"persistence={self.persistence!r}: choose one of {', '.join(PERSISTENCE)}")
+
+    @property
+    def size(self) -> int:
+        return self.masters * (1 + self.replicas)
+
+    def with_(self, **changes: Any) -> ClusterSpec:
+        if "server_args" in changes and isinstance(changes["server_args"], dict):
+            changes["server_args"] = tuple(changes["server_args"].items())
+        return replace(self, **changes)
+
+    def node_config(self) -> NodeConfig:
+        return NodeConfig(self.node_timeout_ms, self.persistence, dict(self.server_args))
+
+    def failover_bound_ms(self) -> int:
+        """A defensible upper bound for an automatic failover (see the facts notes):
+        FAIL detection within 2·NT, election delay ≤ 2 s, plus 1 s per extra replica rank."""
+        return 2 * self.node_timeout_ms + 2000 + 1000 * max(0, self.replicas - 1)
+
+
+def slot_ranges(masters: int) -> list[tuple[int, int]]:
+    """Even split of the 16384 slots, as ``redis-cli --cluster create`` does."""
+    per = SLOTS / masters
+    return [(round(i * per), round((i + 1) * per) - 1) for i in range(masters)]
+
+
+@dataclass
+class Event:
+    """A fault or lifecycle step, on the same monotonic clock as client operations."""
+
+    t_ns: int
+    action: str
+    node: str
+    detail: str = ""
+
+
+@dataclass
+class Cluster:
+    """Nodes formed into a cluster. Create through :meth:`start` (or the pytest fixtures)."""
+
+    spec: ClusterSpec
+    impl: Implementation
+    backend: Backend
+    nodes: list[Node]
+    events: list[Event] = field(default_factory=list)
+    bringup_ms: float = 0.0
+    _clients: list[RedisCluster] = field(default_factory=list)
+
+    # -- lifecycle -----------------------------------------------------------------
+    @classmethod
+    def start(
+        cls,
+        impl: Implementation,
+        spec: ClusterSpec | None = None,
+        backend: Backend | str = "local",
+        ports: list[int] | None = None,
+    ) -> Cluster:
+        """Start, form and wait for a ready cluster; on any failure nothing stays running."""
+        spec = spec or ClusterSpec()
+        be = get_backend(backend)() if isinstance(backend, str) else backend
+        t0 = time.monotonic()
+        try:
+            nodes = be.create_nodes(impl, spec.node_config(), spec.size, ports)
+            cluster = cls(spec, impl, be, nodes)
+            cluster.form()
+            cluster.wait_ready(spec.ready_timeout_s)
+        except BaseException:
+            be.close()
+            raise
+        cluster.bringup_ms = (time.monotonic() - t0) * 1000
+        cluster.record("ready", "cluster", f"{cluster.bringup_ms:.0f} ms")
+        return cluster
+
+    def close(self) -> None:
+        for c in self._clients:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001 - teardown must go on
+                pass
+        self._clients.clear()
+        self.backend.close()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def record(self, action: str, node: str, detail: str = "") -> Event:
+        ev = Event(time.monotonic_ns(), action, node, detail)
+        self.events.append(ev)
+        return ev
+
+    # -- formation -----------------------------------------------------------------
+    @property
+    def initial_masters(self) -> list[Node]:
+        return self.nodes[: self.spec.masters]
+
+    @property
+    def initial_replicas(self) -> list[Node]:
+        return self.nodes[self.spec.masters :]
+
+    def initial_master_of(self, replica: Node) -> Node:
+        return self.nodes[(replica.index - self.spec.masters) % self.spec.masters]
+
+    def form(self) -> None:
+        for n in self.nodes:
+            n.node_id = str(n.call("CLUSTER", "MYID"))
+        for m, (lo, hi) in zip(self.initial_masters, slot_ranges(self.spec.masters), strict=True):
+            if self.impl.has("addslotsrange"):
+                m.call("CLUSTER", "ADDSLOTSRANGE", lo, hi)
+            else:
+                m.call("CLUSTER", "ADDSLOTS", *range(lo, hi + 1))
+        # Distinct epochs up front, as redis-cli does: no epoch collision to resolve later.
+        for i, n in enumerate(self.nodes):
+            n.call("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+        first = self.nodes[0]
+        for n in self.nodes[1:]:
+            n.call("CLUSTER", "MEET", first.host, first.port)
+        wait_for(self._all_know_each_other, 15, "every node knows every other node")
+        for r in self.initial_replicas:
+            master = self.initial_master_of(r)
+            wait_for(
+                lambda r=r, master=master: (self._try_replicate(r, master), None),
+                10,
+                f"{r.name} replicating {master.name}",
+            )
+
+    def _all_know_each_other(self) -> tuple[bool, str]:
+        lacking = []
+        for n in self.nodes:
+            entries = parse_cluster_nodes(str(n.call("CLUSTER", "NODES")))
+            known = sum(1 for e in entries if not e.in_handshake)
+            if known < len(self.nodes):
+                lacking.append(f"{n.name} knows {known}/{len(self.nodes)}")
+        return not lacking, ", ".join(lacking)
+
+    @staticmethod
+    def _try_replicate(replica: Node, master: Node) -> bool:
+        try:
+            replica.call("CLUSTER", "REPLICATE", master.node_id)
+            return True
+        except redis.exceptions.ResponseError as exc:
+            if "Unknown node" in str(exc):
+                return False
+            raise
+
+    # -- observation -------------------------------------------------------------
+    def live_nodes(self) -> list[Node]:
+        """Nodes the harness believes are serving (not killed, stopped or paused)."""
+        return [n for n in self.nodes if n.state == "running"]
+
+    def view(self, node: Node, with_shards: bool = True) -> NodeView:
+        with node.client(timeout=2.0) as c:
+            entries = parse_cluster_nodes(str(c.execute_command("CLUSTER", "NODES")))
+            info = parse_info(str(c.execute_command("CLUSTER", "INFO")))
+            shards = None
+            if with_shards and self.impl.has("cluster_shards"):
+                shards = tuple(parse_cluster_shards(c.execute_command("CLUSTER", "SHARDS")))
+        return NodeView(node.addr, tuple(entries), info, shards)
+
+    def snapshot(self, nodes: Sequence[Node] | None = None, with_shards: bool = True) -> Snapshot:
+        """Ask each node (default: all of them) for its view; dead ones are listed as
+        unreachable with the reason."""
+        views = []
+        unreachable = {}
+        for n in nodes if nodes is not None else self.nodes:
+            if n.state != "running":
+                unreachable[n.addr] = n.state
+                continue
+            try:
+                views.append(self.view(n, with_shards))
+            except redis.exceptions.RedisError as exc:
+                unreachable[n.addr] = f"{type(exc).__name__}: {exc}"
+        return Snapshot(tuple(views), unreachable)
+
+    def check(self, nodes: Sequence[Node] | None = None) -> Verdict:
+        """All topology checks on the given (default: live) nodes."""
+        return healthy(self.snapshot(nodes if nodes is not None else self.live_nodes()))
+
+    def replication_info(self, node: Node) -> dict[str, str]:
+        return parse_info(str(node.call("INFO", "replication")))
+
+    def _readiness(self, nodes: Sequence[Node], expected: int | None) -> tuple[bool, str]:
+        snap = self.snapshot(nodes)
+        problems = list(healthy(snap).problems)
+        for v in snap.views:
+            known = int(v.info.get("cluster_known_nodes", 0))
+            want = expected if expected is not None else len(self.nodes)
+            if known != want:
+                problems.append(f"{v.observer} knows {known} nodes, expected {want}")
+            me = v.myself
+            if me is not None and me.is_replica:
+                rep = self.replication_info(self._node_at(v.observer))
+                if rep.get("master_link_status") != "up" or rep.get("master_sync_in_progress") != "0":
+                    problems.append(
+                        f"{v.observer} replica sync not finished (link {rep.get('master_link_status')}, "
+                        f"sync_in_progress {rep.get('master_sync_in_progress')})"
+                    )
+            busy = [n for n in v.nodes if n.suspected or n.in_handshake]
+            if busy:
+                problems.append(f"{v.observer} still sees {', '.join(f'{n.addr} {sorted(n.flags)}' for n in busy)}")
+        if problems:
+            return False, "\n  ".join(problems) + "\n" + snap.describe()
+        return True, ""
+
+    def wait_ready(self, timeout: float | None = None, nodes: Sequence[Node] | None = None) -> None:
+        """Wait until every node (default: every live one) reports ``cluster_state:ok``
+        with all slots, all agree on the map, and every replica finished its first sync."""
+        wait_for(
+            lambda: self._readiness(nodes if nodes is not None else self.live_nodes(), None),
+            timeout or self.spec.ready_timeout_s,
+            f"cluster of {len(self.nodes)} ready",
+            describe=lambda s: f"\n  {s}",
+        )
+
+    def _node_at(self, addr: str) -> Node:
+        for n in self.nodes:
+            if n.addr == addr:
+                return n
+        raise HarnessError(f"no node at {addr} in this cluster")
+
+    def node_by_id(self, node_id: str) -> Node:
+        for n in self.nodes:
+            if n.node_id == node_id:
+                return n
+        raise HarnessError(f"no node with id {node_id} in this cluster")
+
+    def masters(self) -> list[Node]:
+        """Current masters owning slots, as the first live node sees them."""
+        view = self.view(self.live_nodes()[0], with_shards=False)
+        return [self.node_by_id(e.node_id) for e in view.nodes if e.is_master and e.slots and not e.failed]
+
+    def replicas_of(self, master: Node) -> list[Node]:
+        view = self.view(self.live_nodes()[0], with_shards=False)
+        return [self.node_by_id(e.node_id) for e in view.nodes if e.master_id == master.node_id and not e.failed]
+
+    def owner_of_slot(self, slot: int, observer: Node | None = None) -> Node:
+        view = self.view(observer or self.live_nodes()[0], with_shards=False)
+        owner = view.slot_owners()[slot]
+        if owner is None:
+            raise HarnessError(f"slot {slot} is unassigned as {view.observer} sees it")
+        return self.node_by_id(owner)
+
+    # -- clients --------------------------------------------------------------------
+    def client(self, **kwargs: Any) -> RedisCluster:
+        """A redis-py cluster client bootstrapped from all nodes; closed with the cluster."""
+        opts: dict[str, Any] = {"decode_responses": True, "socket_timeout": 5.0}
+        opts.update(kwargs)
+        c = RedisCluster(startup_nodes=[RedisClusterNode(n.host, n.port) for n in self.live_nodes()], **opts)
+        self._clients.append(c)
+        return c
+
+    @contextmanager
+    def node_client(self, node: Node, timeout: float = 2.0) -> Iterator[redis.Redis]:
+        c = node.client(timeout)
+        try:
+            yield c
+        finally:
+            c.close()
+
+    def endpoints(self) -> list[str]:
+        return [n.addr for n in self.nodes]
+
+    def logs(self, max_bytes: int = 20000) -> dict[str, str]:
+        return {f"{n.name} {n.addr}": n.log_text(max_bytes) for n in self.nodes}
+
+    def describe(self) -> str:
+        return f"{self.spec.masters}x{self.spec.replicas} {self.impl.describe()} on {self.backend.name}"
+

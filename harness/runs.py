@@ -1,0 +1,194 @@
+"""Run ownership and leak-proof cleanup of server processes.
+
+Each harness process owns one *run*: a directory ``<state>/runs/<run-id>/`` holding node
+data, logs, and a ``pids/`` marker per started process. Three layers make sure nothing
+survives:
+
+1. normal teardown (fixtures, ``Cluster.close``) stops what it started;
+2. a watchdog process, started with the run, holds the read end of a pipe whose write
+   end only the owner has. When the owner dies for any reason, SIGKILL included, the
+   pipe reports EOF and the watchdog kills every process of the run and removes its
+   directory;
+3. at start-up every run sweeps runs whose owner is dead (in case the watchdog itself was
+   killed), verifying through ``/proc/<pid>/environ`` that a pid still belongs to that run
+   before signalling it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+RUN_ENV = "HARNESS_RUN_ID"
+CLEAN_EXIT = b"x"
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("HARNESS_STATE_DIR", f"/tmp/redis-cluster-harness-{os.getuid()}"))
+
+
+def _proc_start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _alive(pid: int, start_time: str | None) -> bool:
+    now = _proc_start_time(pid)
+    return now is not None and (start_time is None or now == start_time)
+
+
+def _belongs(pid: int, run_id: str) -> bool:
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"{RUN_ENV}={run_id}".encode() in env.split(b"\0")
+
+
+def kill_run_processes(run_dir: Path) -> list[int]:
+    """SIGKILL the process group of every process registered in ``run_dir``."""
+    killed = []
+    run_id = run_dir.name
+    pids_dir = run_dir / "pids"
+    if not pids_dir.is_dir():
+        return killed
+    for marker in pids_dir.iterdir():
+        try:
+            pid = int(marker.name)
+        except ValueError:
+            continue
+        if _belongs(pid, run_id):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGCONT)  # a SIGSTOPped group must be able to die
+                os.killpg(pid, signal.SIGKILL)
+            killed.append(pid)
+    return killed
+
+
+def sweep_dead_runs(base: Path | None = None) -> list[str]:
+    """Remove runs whose owner process is gone; returns their ids."""
+    runs = (base or state_dir()) / "runs"
+    swept = []
+    if not runs.is_dir():
+        return swept
+    for run_dir in runs.iterdir():
+        owner = run_dir / "owner"
+        try:
+            pid_s, _, start = owner.read_text().partition(" ")
+            alive = _alive(int(pid_s), start.strip() or None)
+        except (OSError, ValueError):
+            # No owner file: a run being created right now, or debris. Leave young ones.
+            alive = time.time() - run_dir.stat().st_mtime < 60
+        if not alive:
+            kill_run_processes(run_dir)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            swept.append(run_dir.name)
+    return swept
+
+
+class Run:
+    """This process's run directory, registry of started processes, and watchdog."""
+
+    _current: Run | None = None
+    _lock = threading.Lock()
+
+    def __init__(self, keep: bool = False) -> None:
+        self.keep = keep
+        sweep_dead_runs()
+        self.id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.dir = state_dir() / "runs" / self.id
+        (self.dir / "pids").mkdir(parents=True)
+        pid = os.getpid()
+        (self.dir / "owner").write_text(f"{pid} {_proc_start_time(pid)}")
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._pipe_w: int | None = None
+        self._closed = False
+        self._start_watchdog()
+        atexit.register(self.close)
+
+    @classmethod
+    def current(cls) -> Run:
+        """The run of this process, created on first use."""
+        with cls._lock:
+            if cls._current is None or cls._current._closed:
+                cls._current = Run()
+            return cls._current
+
+    def _start_watchdog(self) -> None:
+        r, w = os.pipe()
+        os.set_inheritable(r, True)
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-m", "harness.runs", "--watch", str(self.dir), str(r)],
+            pass_fds=(r,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C to our group must not kill it before cleanup
+            env={**os.environ, RUN_ENV: self.id},
+        )
+        os.close(r)
+        self._pipe_w = w  # not inheritable (PEP 446): servers never hold it
+
+    def env(self) -> dict[str, str]:
+        """Environment for processes of this run (marks them for the sweep)."""
+        return {**os.environ, RUN_ENV: self.id}
+
+    def register(self, pid: int) -> None:
+        (self.dir / "pids" / str(pid)).touch()
+
+    def unregister(self, pid: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / "pids" / str(pid)).unlink()
+
+    def close(self) -> None:
+        """Kill whatever is still registered, stop the watchdog, remove the directory."""
+        if self._closed:
+            return
+        self._closed = True
+        kill_run_processes(self.dir)
+        if self._pipe_w is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._pipe_w, CLEAN_EXIT)  # tells the watchdog the owner is tidying up
+            os.close(self._pipe_w)
+            self._pipe_w = None
+        if self._watchdog is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._watchdog.wait(timeout=5)
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _watch(run_dir: Path, fd: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    clean = False
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+        if not data:
+            break
+        clean = clean or CLEAN_EXIT in data
+    kill_run_processes(run_dir)
+    if not clean:  # the owner died without closing: nobody else will remove the directory
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--watch":
+        _watch(Path(sys.argv[2]), int(sys.argv[3]))

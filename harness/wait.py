@@ -1,0 +1,55 @@
+"""Polling with a deadline: the only way tests and the harness wait for state.
+
+Nothing sleeps to synchronise. A probe is called until it reports success; on timeout
+the error carries the last observed state, so a failure says what the cluster looked like
+rather than just "timed out".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from harness.errors import NotReadyError
+
+T = TypeVar("T")
+
+
+def wait_for(
+    probe: Callable[[], tuple[bool, T]],
+    timeout: float,
+    what: str,
+    interval: float = 0.02,
+    describe: Callable[[T], str] = str,
+) -> T:
+    """Call ``probe`` until it returns ``(True, value)``; return that value.
+
+    Exceptions from the probe count as "not yet" and are reported if the deadline passes.
+    """
+    deadline = time.monotonic() + timeout
+    last: str = "never probed"
+    while True:
+        try:
+            done, value = probe()
+            if done:
+                return value
+            last = describe(value)
+        except Exception as exc:  # noqa: BLE001 - any probe failure means "not yet"
+            last = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() >= deadline:
+            raise NotReadyError(f"{what}: not reached within {timeout:.1f}s; last observed: {last}")
+        time.sleep(interval)
+
+
+def eventually(check: Callable[[], T], timeout: float, interval: float = 0.02) -> T:
+    """Retry ``check`` until it stops raising ``AssertionError``; re-raise the last one at
+    the deadline (pytest then shows the real assertion and its values)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(interval)
