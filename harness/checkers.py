@@ -92,6 +92,15 @@ def agreement(snapshot: Snapshot) -> Verdict:
                 f"{format_ranges(merge_ranges(diff))}: e.g. slot {first} owner "
                 f"{_short(owners[first])} vs {_short(ref_owners[first])}"
             )
+        roles = _roles(v)
+        ref_roles = _roles(ref)
+        differ = sorted(i for i in roles.keys() & ref_roles.keys() if roles[i] != ref_roles[i])
+        if differ:
+            i = differ[0]
+            problems.append(
+                f"{v.observer} and {ref.observer} disagree on the role of {len(differ)} node(s): "
+                f"e.g. {i[:8]} is {roles[i]} vs {ref_roles[i]}"
+            )
         members = {n.node_id for n in v.nodes if not n.in_handshake}
         if members != ref_members:
             only_here = ", ".join(sorted(i[:8] for i in members - ref_members)) or "-"
@@ -101,6 +110,14 @@ def agreement(snapshot: Snapshot) -> Verdict:
                 f"only it knows [{only_here}], only {ref.observer} knows [{only_ref}]"
             )
     return Verdict(tuple(problems), ("agreement",))
+
+
+def _roles(view: NodeView) -> dict[str, str]:
+    return {
+        n.node_id: f"replica of {n.master_id[:8]}" if n.is_replica and n.master_id else "master"
+        for n in view.nodes
+        if not n.in_handshake
+    }
 
 
 def _short(node_id: str | None) -> str:

@@ -21,7 +21,8 @@ from harness.backends import Backend, Node, NodeConfig, get_backend
 from harness.backends.base import PERSISTENCE, Persistence
 from harness.checkers import Verdict, healthy
 from harness.crc16 import SLOTS
-from harness.errors import HarnessError, NotReadyError, UsageError
+from harness.errors import HarnessError, UsageError
+from harness.faults import ProcessFaults
 from harness.impl import Implementation
 from harness.topology import NodeView, Snapshot, parse_cluster_nodes, parse_cluster_shards, parse_info
 from harness.wait import wait_for
@@ -133,6 +134,11 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def faults(self) -> ProcessFaults:
+        """Process faults on this cluster's nodes (recorded on :attr:`events`)."""
+        return ProcessFaults(self)
 
     def record(self, action: str, node: str, detail: str = "") -> Event:
         ev = Event(time.monotonic_ns(), action, node, detail)
@@ -315,4 +321,5 @@ class Cluster:
 
     def describe(self) -> str:
         return f"{self.spec.masters}x{self.spec.replicas} {self.impl.describe()} on {self.backend.name}"
+
 

@@ -1,0 +1,35 @@
+# Entry points a newcomer and CI use. `make run` / `make test` set everything up first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: setup run test lint bench clean
+
+$(VENV)/.installed: pyproject.toml scripts/setup-system.sh
+	bash scripts/setup-system.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,docker]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+## main job: the suites against the default implementation; report in reports/
+run: setup
+	$(PY) -m harness run --suite all --report-dir reports $(ARGS)
+
+## the harness's own tests (unit, integration on real servers, bad input, leaks)
+test: setup
+	$(PY) -m pytest tests $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) bench/bringup.py
+
+clean:
+	rm -rf $(VENV) reports/*.json reports/*.xml reports/logs

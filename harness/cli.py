@@ -1,0 +1,162 @@
+"""Command line: ``python -m harness up|run|impls``.
+
+``up`` gives a developer a cluster to poke at; ``run`` drives the suites through pytest
+so CI needs one command and gets an exit status, a JUnit file and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import NoReturn
+
+from harness import impl as impls
+from harness.backends import AVAILABLE, PLANNED, get_backend
+from harness.backends.base import PERSISTENCE
+from harness.errors import HarnessError
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITES = {"conformance": ["conformance"], "chaos": ["chaos"], "all": ["conformance", "chaos"]}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad input in one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _int_range(lo: int, hi: int, what: str) -> type[int]:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{what} must be in {lo}..{hi}, got {v}")
+        return v
+
+    return parse  # type: ignore[return-value]
+
+
+def _impl_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--impl", metavar="NAME", help="implementation profile, e.g. redis-7.0, valkey-8.0")
+    p.add_argument("--impl-binary", metavar="PATH", help="server executable or wrapper script")
+    p.add_argument("--backend", default="local", help=f"{', '.join(AVAILABLE)} (planned: {', '.join(PLANNED)})")
+    p.add_argument("--node-timeout", type=_int_range(50, 600_000, "--node-timeout"), default=2000, metavar="MS")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m harness", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    up = sub.add_parser("up", help="start a cluster, print its endpoints, tear it down on Ctrl-C")
+    _impl_args(up)
+    up.add_argument("--masters", type=_int_range(1, 64, "--masters"), default=3)
+    up.add_argument("--replicas", type=_int_range(0, 8, "--replicas"), default=1)
+    up.add_argument("--persistence", choices=PERSISTENCE, default="none")
+    up.add_argument("--port", type=_int_range(1024, 55535, "--port"), help="first client port (default: any free)")
+    up.add_argument("--server-arg", action="append", default=[], metavar="'NAME VALUE'",
+                    help="extra server config line, repeatable")
+
+    run = sub.add_parser("run", help="run the suites through pytest; exit 0 only if nothing failed")
+    _impl_args(run)
+    run.add_argument("--suite", choices=sorted(SUITES), default="all")
+    run.add_argument("--report-dir", default="reports", metavar="DIR")
+    run.add_argument("--seed", type=_int_range(0, 2**63 - 1, "--seed"), metavar="N")
+    run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+
+    sub.add_parser("impls", help="list implementation profiles and which are installed here")
+    return parser
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from harness.cluster import Cluster, ClusterSpec
+
+    impl = impls.resolve(args.impl, args.impl_binary)
+    server_args = []
+    for item in args.server_arg:
+        name, _, value = item.strip().partition(" ")
+        if not name or not value:
+            raise HarnessError(f"--server-arg {item!r}: give 'NAME VALUE', e.g. --server-arg 'maxmemory 100mb'")
+        server_args.append((name, value))
+    spec = ClusterSpec(
+        masters=args.masters,
+        replicas=args.replicas,
+        node_timeout_ms=args.node_timeout,
+        persistence=args.persistence,
+        server_args=tuple(server_args),
+    )
+    ports = list(range(args.port, args.port + spec.size)) if args.port else None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    with Cluster.start(impl, spec, backend=args.backend, ports=ports) as cluster:
+        print(f"cluster ready in {cluster.bringup_ms:.0f} ms: {cluster.describe()}")
+        for n in cluster.nodes:
+            role = "master" if n in cluster.initial_masters else f"replica of {cluster.initial_master_of(n).addr}"
+            print(f"  {n.name} {n.addr} {role}  log: {getattr(n, 'log_path', '-')}")
+        first = cluster.nodes[0]
+        print(f"connect: redis-cli -c -h {first.host} -p {first.port}")
+        print("press Ctrl-C to stop and remove the cluster", flush=True)
+        stop.wait()
+        print("stopping...", flush=True)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import pytest
+
+    get_backend(args.backend)
+    impls.resolve(args.impl, args.impl_binary)  # fail fast, in one line, before pytest starts
+    suites_root = ROOT / "suites"
+    paths = [str(suites_root / s) for s in SUITES[args.suite]]
+    missing = [p for p in paths if not Path(p).is_dir()]
+    if missing:
+        raise HarnessError(f"suites not found at {missing[0]}; run from a checkout of the harness")
+    report_dir = Path(args.report_dir).absolute()
+    argv = [*paths, "--rootdir", str(ROOT), "-p", "no:cacheprovider", "--report-dir", str(report_dir)]
+    argv += ["--junitxml", str(report_dir / "junit.xml"), "--node-timeout", str(args.node_timeout)]
+    argv += ["--backend", args.backend, "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    if args.impl:
+        argv += ["--impl", args.impl]
+    if args.impl_binary:
+        argv += ["--impl-binary", args.impl_binary]
+    if args.seed is not None:
+        argv += ["--seed", str(args.seed)]
+    argv += args.pytest_args
+    code = int(pytest.main(argv))
+    return 0 if code == 0 else (code or 1)
+
+
+def cmd_impls() -> int:
+    for name, profile in impls.load_profiles().items():
+        try:
+            found = impls.from_name(name).describe()
+        except HarnessError:
+            found = "not installed"
+        print(f"{name:12} {profile.flavor} {profile.versions:14} {found}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "up":
+            return cmd_up(args)
+        if args.command == "run":
+            return cmd_run(args)
+        return cmd_impls()
+    except HarnessError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
