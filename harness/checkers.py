@@ -50,10 +50,14 @@ def slot_coverage(view: NodeView) -> Verdict:
     for n in view.nodes:
         for lo, hi in n.slots:
             if lo > hi or lo < 0 or hi >= SLOTS:
-                problems.append(f"{view.observer}: node {n.node_id[:8]} ({n.addr}) claims bad range {lo}-{hi}")
+                problems.append(
+                    f"{view.observer}: node {n.node_id[:8]} ({n.addr}) claims bad range {lo}-{hi}"
+                )
                 continue
             if n.slots and not n.is_master:
-                problems.append(f"{view.observer}: replica {n.node_id[:8]} ({n.addr}) lists slots {lo}-{hi}")
+                problems.append(
+                    f"{view.observer}: replica {n.node_id[:8]} ({n.addr}) lists slots {lo}-{hi}"
+                )
             for s in range(lo, hi + 1):
                 owners[s].append(n.node_id)
     missing = [s for s in range(SLOTS) if s not in owners]
@@ -65,8 +69,8 @@ def slot_coverage(view: NodeView) -> Verdict:
     for s, ids in owners.items():
         if len(ids) > 1:
             overlaps[tuple(sorted(ids))].append(s)
-    for ids, slots in overlaps.items():
-        who = ", ".join(i[:8] for i in ids)
+    for claimants, slots in overlaps.items():
+        who = ", ".join(i[:8] for i in claimants)
         problems.append(
             f"{view.observer}: slots {format_ranges(merge_ranges(slots))} claimed by several nodes: {who}"
         )
@@ -147,11 +151,17 @@ def replicas_follow_live_masters(view: NodeView) -> Verdict:
             continue
         m = nodes.get(n.master_id or "")
         if m is None:
-            problems.append(f"{view.observer}: replica {n.node_id[:8]} ({n.addr}) follows unknown node {n.master_id}")
+            problems.append(
+                f"{view.observer}: replica {n.node_id[:8]} ({n.addr}) follows unknown node {n.master_id}"
+            )
         elif not m.is_master:
-            problems.append(f"{view.observer}: replica {n.node_id[:8]} ({n.addr}) follows {m.node_id[:8]} which is not a master")
+            problems.append(
+                f"{view.observer}: replica {n.node_id[:8]} ({n.addr}) follows {m.node_id[:8]} which is not a master"
+            )
         elif m.failed:
-            problems.append(f"{view.observer}: replica {n.node_id[:8]} ({n.addr}) follows failed master {m.node_id[:8]} ({m.addr})")
+            problems.append(
+                f"{view.observer}: replica {n.node_id[:8]} ({n.addr}) follows failed master {m.node_id[:8]} ({m.addr})"
+            )
     return Verdict(tuple(problems), ("replicas follow live masters",))
 
 
@@ -174,11 +184,15 @@ def info_consistent(view: NodeView) -> Verdict:
     for key, want in expect.items():
         got = view.info.get(key)
         if got is not None and int(got) != want:
-            problems.append(f"{view.observer}: CLUSTER INFO {key}={got} but CLUSTER NODES implies {want}")
+            problems.append(
+                f"{view.observer}: CLUSTER INFO {key}={got} but CLUSTER NODES implies {want}"
+            )
     max_epoch = max((n.config_epoch for n in view.nodes), default=0)
     cur = view.info.get("cluster_current_epoch")
     if cur is not None and int(cur) < max_epoch:
-        problems.append(f"{view.observer}: cluster_current_epoch={cur} is below a node's config epoch {max_epoch}")
+        problems.append(
+            f"{view.observer}: cluster_current_epoch={cur} is below a node's config epoch {max_epoch}"
+        )
     return Verdict(tuple(problems), ("info consistent",))
 
 
@@ -199,7 +213,9 @@ def shards_match_nodes(view: NodeView) -> Verdict:
         if not shard.slots:
             continue
         if master is None:
-            problems.append(f"{view.observer}: CLUSTER SHARDS lists slots {format_ranges(shard.slots)} with no master")
+            problems.append(
+                f"{view.observer}: CLUSTER SHARDS lists slots {format_ranges(shard.slots)} with no master"
+            )
             continue
         want = from_nodes.get(master.node_id)
         if want != sorted(shard.slots):
@@ -227,6 +243,9 @@ def healthy(snapshot: Snapshot, *, require_all_reachable: bool = True) -> Verdic
         verdicts.extend(check(v) for check in PER_VIEW)
     if require_all_reachable and snapshot.unreachable:
         verdicts.append(
-            Verdict(tuple(f"{a} unreachable: {e}" for a, e in snapshot.unreachable.items()), ("reachable",))
+            Verdict(
+                tuple(f"{a} unreachable: {e}" for a, e in snapshot.unreachable.items()),
+                ("reachable",),
+            )
         )
     return Verdict.combine(verdicts)

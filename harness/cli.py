@@ -34,7 +34,9 @@ def _int_range(lo: int, hi: int, what: str) -> type[int]:
         try:
             v = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a whole number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"{what} must be a whole number, got {text!r}"
+            ) from None
         if not lo <= v <= hi:
             raise argparse.ArgumentTypeError(f"{what} must be in {lo}..{hi}, got {v}")
         return v
@@ -43,14 +45,22 @@ def _int_range(lo: int, hi: int, what: str) -> type[int]:
 
 
 def _impl_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--impl", metavar="NAME", help="implementation profile, e.g. redis-7.0, valkey-8.0")
+    p.add_argument(
+        "--impl", metavar="NAME", help="implementation profile, e.g. redis-7.0, valkey-8.0"
+    )
     p.add_argument("--impl-binary", metavar="PATH", help="server executable or wrapper script")
-    p.add_argument("--backend", default="local", help=f"{', '.join(AVAILABLE)} (planned: {', '.join(PLANNED)})")
-    p.add_argument("--node-timeout", type=_int_range(50, 600_000, "--node-timeout"), default=2000, metavar="MS")
+    p.add_argument(
+        "--backend", default="local", help=f"{', '.join(AVAILABLE)} (planned: {', '.join(PLANNED)})"
+    )
+    p.add_argument(
+        "--node-timeout", type=_int_range(50, 600_000, "--node-timeout"), default=2000, metavar="MS"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m harness", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(
+        prog="python -m harness", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     up = sub.add_parser("up", help="start a cluster, print its endpoints, tear it down on Ctrl-C")
@@ -58,9 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--masters", type=_int_range(1, 64, "--masters"), default=3)
     up.add_argument("--replicas", type=_int_range(0, 8, "--replicas"), default=1)
     up.add_argument("--persistence", choices=PERSISTENCE, default="none")
-    up.add_argument("--port", type=_int_range(1024, 55535, "--port"), help="first client port (default: any free)")
-    up.add_argument("--server-arg", action="append", default=[], metavar="'NAME VALUE'",
-                    help="extra server config line, repeatable")
+    up.add_argument(
+        "--port",
+        type=_int_range(1024, 55535, "--port"),
+        help="first client port (default: any free)",
+    )
+    up.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="'NAME VALUE'",
+        help="extra server config line, repeatable",
+    )
 
     run = sub.add_parser("run", help="run the suites through pytest; exit 0 only if nothing failed")
     _impl_args(run)
@@ -81,7 +100,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     for item in args.server_arg:
         name, _, value = item.strip().partition(" ")
         if not name or not value:
-            raise HarnessError(f"--server-arg {item!r}: give 'NAME VALUE', e.g. --server-arg 'maxmemory 100mb'")
+            raise HarnessError(
+                f"--server-arg {item!r}: give 'NAME VALUE', e.g. --server-arg 'maxmemory 100mb'"
+            )
         server_args.append((name, value))
     spec = ClusterSpec(
         masters=args.masters,
@@ -97,7 +118,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     with Cluster.start(impl, spec, backend=args.backend, ports=ports) as cluster:
         print(f"cluster ready in {cluster.bringup_ms:.0f} ms: {cluster.describe()}")
         for n in cluster.nodes:
-            role = "master" if n in cluster.initial_masters else f"replica of {cluster.initial_master_of(n).addr}"
+            role = (
+                "master"
+                if n in cluster.initial_masters
+                else f"replica of {cluster.initial_master_of(n).addr}"
+            )
             print(f"  {n.name} {n.addr} {role}  log: {getattr(n, 'log_path', '-')}")
         first = cluster.nodes[0]
         print(f"connect: redis-cli -c -h {first.host} -p {first.port}")
@@ -118,7 +143,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if missing:
         raise HarnessError(f"suites not found at {missing[0]}; run from a checkout of the harness")
     report_dir = Path(args.report_dir).absolute()
-    argv = [*paths, "--rootdir", str(ROOT), "-p", "no:cacheprovider", "--report-dir", str(report_dir)]
+    argv = [
+        *paths,
+        "--rootdir",
+        str(ROOT),
+        "-p",
+        "no:cacheprovider",
+        "--report-dir",
+        str(report_dir),
+    ]
     argv += ["--junitxml", str(report_dir / "junit.xml"), "--node-timeout", str(args.node_timeout)]
     argv += ["--backend", args.backend, "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     if args.impl:

@@ -7,10 +7,12 @@ implementation that speaks the protocol, and every step can report what it saw.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import redis
@@ -24,7 +26,13 @@ from harness.crc16 import SLOTS
 from harness.errors import HarnessError, UsageError
 from harness.faults import ProcessFaults
 from harness.impl import Implementation
-from harness.topology import NodeView, Snapshot, parse_cluster_nodes, parse_cluster_shards, parse_info
+from harness.topology import (
+    NodeView,
+    Snapshot,
+    parse_cluster_nodes,
+    parse_cluster_shards,
+    parse_info,
+)
 from harness.wait import wait_for
 
 
@@ -47,7 +55,9 @@ class ClusterSpec:
         if not 50 <= self.node_timeout_ms <= 600_000:
             raise UsageError(f"node timeout {self.node_timeout_ms} ms: use 50..600000")
         if self.persistence not in PERSISTENCE:
-            raise UsageError(f"persistence={self.persistence!r}: choose one of {', '.join(PERSISTENCE)}")
+            raise UsageError(
+                f"persistence={self.persistence!r}: choose one of {', '.join(PERSISTENCE)}"
+            )
 
     @property
     def size(self) -> int:
@@ -122,10 +132,8 @@ class Cluster:
 
     def close(self) -> None:
         for c in self._clients:
-            try:
+            with contextlib.suppress(Exception):  # teardown must go on
                 c.close()
-            except Exception:  # noqa: BLE001 - teardown must go on
-                pass
         self._clients.clear()
         self.backend.close()
 
@@ -177,19 +185,20 @@ class Cluster:
         for r in self.initial_replicas:
             master = self.initial_master_of(r)
             wait_for(
-                lambda r=r, master=master: (self._try_replicate(r, master), None),
+                partial(self._try_replicate, r, master),
                 15,
                 f"{r.name} {r.addr} replicating {master.name} {master.addr}",
             )
 
     @staticmethod
-    def _try_replicate(replica: Node, master: Node) -> bool:
+    def _try_replicate(replica: Node, master: Node) -> tuple[bool, str]:
+        """REPLICATE fails with "Unknown node" until the handshake with the master is done."""
         try:
             replica.call("CLUSTER", "REPLICATE", master.node_id)
-            return True
+            return True, "ok"
         except redis.exceptions.ResponseError as exc:
             if "Unknown node" in str(exc):
-                return False
+                return False, str(exc)
             raise
 
     # -- observation -------------------------------------------------------------
@@ -210,7 +219,7 @@ class Cluster:
         """Ask each node (default: all of them) for its view; dead ones are listed as
         unreachable with the reason."""
         views = []
-        unreachable = {}
+        unreachable: dict[str, str] = {}
         for n in nodes if nodes is not None else self.nodes:
             if n.state != "running":
                 unreachable[n.addr] = n.state
@@ -239,14 +248,19 @@ class Cluster:
             me = v.myself
             if me is not None and me.is_replica:
                 rep = self.replication_info(self._node_at(v.observer))
-                if rep.get("master_link_status") != "up" or rep.get("master_sync_in_progress") != "0":
+                if (
+                    rep.get("master_link_status") != "up"
+                    or rep.get("master_sync_in_progress") != "0"
+                ):
                     problems.append(
                         f"{v.observer} replica sync not finished (link {rep.get('master_link_status')}, "
                         f"sync_in_progress {rep.get('master_sync_in_progress')})"
                     )
             busy = [n for n in v.nodes if n.suspected or n.in_handshake]
             if busy:
-                problems.append(f"{v.observer} still sees {', '.join(f'{n.addr} {sorted(n.flags)}' for n in busy)}")
+                problems.append(
+                    f"{v.observer} still sees {', '.join(f'{n.addr} {sorted(n.flags)}' for n in busy)}"
+                )
         if problems:
             return False, "\n  ".join(problems) + "\n" + snap.describe()
         return True, ""
@@ -276,11 +290,19 @@ class Cluster:
     def masters(self) -> list[Node]:
         """Current masters owning slots, as the first live node sees them."""
         view = self.view(self.live_nodes()[0], with_shards=False)
-        return [self.node_by_id(e.node_id) for e in view.nodes if e.is_master and e.slots and not e.failed]
+        return [
+            self.node_by_id(e.node_id)
+            for e in view.nodes
+            if e.is_master and e.slots and not e.failed
+        ]
 
     def replicas_of(self, master: Node) -> list[Node]:
         view = self.view(self.live_nodes()[0], with_shards=False)
-        return [self.node_by_id(e.node_id) for e in view.nodes if e.master_id == master.node_id and not e.failed]
+        return [
+            self.node_by_id(e.node_id)
+            for e in view.nodes
+            if e.master_id == master.node_id and not e.failed
+        ]
 
     def owner_of_slot(self, slot: int, observer: Node | None = None) -> Node:
         view = self.view(observer or self.live_nodes()[0], with_shards=False)
@@ -294,7 +316,8 @@ class Cluster:
         """A redis-py cluster client bootstrapped from all nodes; closed with the cluster."""
         opts: dict[str, Any] = {"decode_responses": True, "socket_timeout": 5.0}
         opts.update(kwargs)
-        c = RedisCluster(startup_nodes=[RedisClusterNode(n.host, n.port) for n in self.live_nodes()], **opts)
+        seeds = [RedisClusterNode(n.host, n.port) for n in self.live_nodes()]  # type: ignore[no-untyped-call]
+        c = RedisCluster(startup_nodes=seeds, **opts)
         self._clients.append(c)
         return c
 
@@ -314,5 +337,3 @@ class Cluster:
 
     def describe(self) -> str:
         return f"{self.spec.masters}x{self.spec.replicas} {self.impl.describe()} on {self.backend.name}"
-
-

@@ -60,7 +60,9 @@ class ProcessFaults:
         """Start a stopped or killed node again with its data directory (nodes.conf,
         RDB/AOF) intact, and wait until it answers."""
         if node.state in ("running", "paused"):
-            raise HarnessError(f"{node.name} {node.addr} is {node.state}; stop or kill it before starting it")
+            raise HarnessError(
+                f"{node.name} {node.addr} is {node.state}; stop or kill it before starting it"
+            )
         node.start()
         node.wait_answering(timeout)
         return self.cluster.record("start", node.addr)

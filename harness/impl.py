@@ -18,7 +18,9 @@ from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
 
-FIXTURES = Path(os.environ.get("HARNESS_FIXTURES", Path(__file__).resolve().parent.parent / "fixtures"))
+FIXTURES = Path(
+    os.environ.get("HARNESS_FIXTURES", Path(__file__).resolve().parent.parent / "fixtures")
+)
 
 KNOWN_CAPABILITIES = frozenset(
     {
@@ -106,13 +108,17 @@ def load_profiles(path: Path | None = None) -> dict[str, Profile]:
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError as exc:
-        raise HarnessError(f"implementation profiles not found at {path}; set HARNESS_FIXTURES") from exc
+        raise HarnessError(
+            f"implementation profiles not found at {path}; set HARNESS_FIXTURES"
+        ) from exc
     profiles = {}
     for name, p in data.get("profiles", {}).items():
         caps = frozenset(p.get("capabilities", []))
         unknown = caps - KNOWN_CAPABILITIES
         if unknown:
-            raise HarnessError(f"{path}: profile {name} lists unknown capabilities {sorted(unknown)}")
+            raise HarnessError(
+                f"{path}: profile {name} lists unknown capabilities {sorted(unknown)}"
+            )
         profiles[name] = Profile(
             name=name,
             flavor=p["flavor"],
@@ -131,9 +137,13 @@ def identify(binary: str, timeout: float = 10.0) -> tuple[str, Version, str]:
     """Run ``binary --version`` and return (flavor, version, raw text)."""
     path = Path(binary)
     if not path.exists():
-        raise UsageError(f"--impl-binary {binary}: no such file; give the path of a redis-server-like executable")
+        raise UsageError(
+            f"--impl-binary {binary}: no such file; give the path of a redis-server-like executable"
+        )
     if path.is_dir() or not os.access(path, os.X_OK):
-        raise UsageError(f"--impl-binary {binary}: not an executable file; chmod +x it or give another path")
+        raise UsageError(
+            f"--impl-binary {binary}: not an executable file; chmod +x it or give another path"
+        )
     try:
         out = subprocess.run(
             [str(path), "--version"],
@@ -144,7 +154,9 @@ def identify(binary: str, timeout: float = 10.0) -> tuple[str, Version, str]:
             start_new_session=True,
         )
     except subprocess.TimeoutExpired as exc:
-        raise UsageError(f"--impl-binary {binary}: `--version` did not answer in {timeout:.0f}s; is it a Redis server?") from exc
+        raise UsageError(
+            f"--impl-binary {binary}: `--version` did not answer in {timeout:.0f}s; is it a Redis server?"
+        ) from exc
     except OSError as exc:
         raise UsageError(f"--impl-binary {binary}: cannot run it ({exc.strerror})") from exc
     text = (out.stdout or out.stderr).strip()
@@ -191,7 +203,9 @@ def from_name(name: str, profiles: dict[str, Profile] | None = None) -> Implemen
     """Find an installed binary for the profile ``name``."""
     profiles = profiles if profiles is not None else load_profiles()
     if name not in profiles:
-        raise UsageError(f"--impl {name}: unknown implementation; known: {', '.join(sorted(profiles))}")
+        raise UsageError(
+            f"--impl {name}: unknown implementation; known: {', '.join(sorted(profiles))}"
+        )
     profile = profiles[name]
     seen = []
     for spec in profile.binaries:
@@ -213,7 +227,9 @@ def default() -> Implementation:
     """``redis-server`` on PATH, whatever version it is."""
     hit = shutil.which("redis-server") or shutil.which("valkey-server")
     if not hit:
-        raise UsageError("no redis-server or valkey-server on PATH; install one or pass --impl / --impl-binary")
+        raise UsageError(
+            "no redis-server or valkey-server on PATH; install one or pass --impl / --impl-binary"
+        )
     return from_binary(hit)
 
 
@@ -222,7 +238,9 @@ def resolve(name: str | None, binary: str | None) -> Implementation:
     if name and binary:
         impl = from_binary(binary)
         if impl.name != name:
-            raise UsageError(f"--impl {name} and --impl-binary {binary} disagree: the binary is {impl.describe()}")
+            raise UsageError(
+                f"--impl {name} and --impl-binary {binary} disagree: the binary is {impl.describe()}"
+            )
         return impl
     if binary:
         return from_binary(binary)

@@ -33,7 +33,14 @@ from harness.report import (
 from harness.runs import Run
 
 HARNESS_FIXTURES = {"cluster", "cluster_factory", "harness_impl"}
-CLUSTER_MARK_ARGS = {"masters", "replicas", "node_timeout_ms", "persistence", "server_args", "ready_timeout_s"}
+CLUSTER_MARK_ARGS = {
+    "masters",
+    "replicas",
+    "node_timeout_ms",
+    "persistence",
+    "server_args",
+    "ready_timeout_s",
+}
 
 
 @dataclass
@@ -58,7 +65,9 @@ class HarnessState:
         return self.impl
 
     def describe(self) -> str:
-        what = self.impl.describe() if self.impl else (self.impl_name or self.impl_binary or "default")
+        what = (
+            self.impl.describe() if self.impl else (self.impl_name or self.impl_binary or "default")
+        )
         return f"{what}; backend {self.backend}; node timeout {self.node_timeout_ms} ms; seed {self.seed}"
 
 
@@ -70,7 +79,9 @@ def _positive_ms(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise pytest.UsageError(f"--node-timeout {text!r}: give milliseconds as a whole number, e.g. 2000") from None
+        raise pytest.UsageError(
+            f"--node-timeout {text!r}: give milliseconds as a whole number, e.g. 2000"
+        ) from None
     if not 50 <= value <= 600_000:
         raise pytest.UsageError(f"--node-timeout {value}: use 50..600000 ms")
     return value
@@ -78,16 +89,29 @@ def _positive_ms(text: str) -> int:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("redis-cluster-harness", "Redis Cluster harness")
-    g.addoption("--impl", metavar="NAME", help="implementation profile to test, e.g. redis-7.0, valkey-8.0")
-    g.addoption("--impl-binary", metavar="PATH", help="server executable (or wrapper script) to test")
+    g.addoption(
+        "--impl", metavar="NAME", help="implementation profile to test, e.g. redis-7.0, valkey-8.0"
+    )
+    g.addoption(
+        "--impl-binary", metavar="PATH", help="server executable (or wrapper script) to test"
+    )
     g.addoption(
         "--backend",
         default="local",
         metavar="NAME",
         help=f"where nodes run: {', '.join(AVAILABLE)} (planned: {', '.join(PLANNED)})",
     )
-    g.addoption("--node-timeout", metavar="MS", default="2000", help="cluster-node-timeout in ms (default 2000)")
-    g.addoption("--seed", metavar="N", help="seed for randomised choices (default: random, printed in the header)")
+    g.addoption(
+        "--node-timeout",
+        metavar="MS",
+        default="2000",
+        help="cluster-node-timeout in ms (default 2000)",
+    )
+    g.addoption(
+        "--seed",
+        metavar="N",
+        help="seed for randomised choices (default: random, printed in the header)",
+    )
     g.addoption("--report-dir", metavar="DIR", help="where summary.json goes (default: reports/)")
     parser.addini("harness_report_dir", "default report directory", default="reports")
 
@@ -150,7 +174,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             missing = [c for c in mark.args if not impl.has(c)]
             unknown = [c for c in mark.args if c not in impls.KNOWN_CAPABILITIES]
             if unknown:
-                raise pytest.UsageError(f"{item.nodeid}: unknown capability {unknown[0]!r} in @pytest.mark.requires")
+                raise pytest.UsageError(
+                    f"{item.nodeid}: unknown capability {unknown[0]!r} in @pytest.mark.requires"
+                )
             if missing:
                 item.add_marker(pytest.mark.skip(reason=f"{impl.name} lacks {', '.join(missing)}"))
 
@@ -227,7 +253,9 @@ def cluster_factory(
     def make(ports: list[int] | None = None, **kwargs: Any) -> Cluster:
         unknown = set(kwargs) - CLUSTER_MARK_ARGS
         if unknown:
-            raise TypeError(f"unknown cluster setting(s) {sorted(unknown)}; use {sorted(CLUSTER_MARK_ARGS)}")
+            raise TypeError(
+                f"unknown cluster setting(s) {sorted(unknown)}; use {sorted(CLUSTER_MARK_ARGS)}"
+            )
         kwargs.setdefault("node_timeout_ms", harness_state.node_timeout_ms)
         if kwargs.get("node_timeout_ms") is None:
             kwargs["node_timeout_ms"] = harness_state.node_timeout_ms
@@ -251,7 +279,9 @@ def cluster(request: pytest.FixtureRequest, cluster_factory: ClusterFactory) -> 
     kwargs: dict[str, Any] = {}
     for mark in reversed(list(request.node.iter_markers("cluster"))):  # closest mark wins
         if mark.args:
-            raise TypeError("@pytest.mark.cluster takes keyword arguments only, e.g. cluster(masters=3)")
+            raise TypeError(
+                "@pytest.mark.cluster takes keyword arguments only, e.g. cluster(masters=3)"
+            )
         kwargs.update(mark.kwargs)
     return cluster_factory(**kwargs)
 
@@ -260,7 +290,9 @@ def cluster(request: pytest.FixtureRequest, cluster_factory: ClusterFactory) -> 
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, Any]:
     report = yield
     clusters = item.stash.get(CLUSTERS, [])
     if report.failed and clusters:
@@ -315,7 +347,12 @@ class _Reporter:
         meta = {
             "implementation": None
             if impl is None
-            else {"name": impl.name, "flavor": impl.flavor, "version": impl.version_str, "binary": impl.binary},
+            else {
+                "name": impl.name,
+                "flavor": impl.flavor,
+                "version": impl.version_str,
+                "binary": impl.binary,
+            },
             "backend": state.backend,
             "seed": state.seed,
             "node_timeout_ms": state.node_timeout_ms,
@@ -323,7 +360,9 @@ class _Reporter:
             "finished": now_iso(),
             "exit_status": int(exitstatus),
         }
-        self.summary_path = write_summary(state.report_dir, build_summary(meta, state.results.values()))
+        self.summary_path = write_summary(
+            state.report_dir, build_summary(meta, state.results.values())
+        )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         lines = metrics_table(self.state.results.values())
@@ -332,7 +371,9 @@ class _Reporter:
             for line in lines:
                 terminalreporter.write_line(line)
         if self.summary_path is not None:
-            terminalreporter.write_line(f"redis-cluster-harness: summary written to {self.summary_path}")
+            terminalreporter.write_line(
+                f"redis-cluster-harness: summary written to {self.summary_path}"
+            )
 
 
 def _short_message(report: pytest.TestReport) -> str:

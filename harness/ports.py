@@ -78,14 +78,18 @@ class PortLease:
                 if len(got) == count:
                     return got
         self.release(got)
-        raise HarnessError(f"no {count} free ports left in {LOW}-{HIGH - 1}; stop other clusters and retry")
+        raise HarnessError(
+            f"no {count} free ports left in {LOW}-{HIGH - 1}; stop other clusters and retry"
+        )
 
     def claim_exact(self, ports: list[int]) -> list[int]:
         """Claim the given ports (``harness up --port``) or fail with one clear line."""
         for p in ports:
             if not 1024 <= p <= 65535 - BUS_OFFSET:
                 self.release([q for q in ports if q in self._fds])
-                raise HarnessError(f"port {p} is out of range: use 1024..{65535 - BUS_OFFSET} (bus port is +{BUS_OFFSET})")
+                raise HarnessError(
+                    f"port {p} is out of range: use 1024..{65535 - BUS_OFFSET} (bus port is +{BUS_OFFSET})"
+                )
             if not self._try(p):
                 self.release([q for q in ports if q in self._fds])
                 raise HarnessError(

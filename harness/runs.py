@@ -59,7 +59,7 @@ def _belongs(pid: int, run_id: str) -> bool:
 
 def kill_run_processes(run_dir: Path) -> list[int]:
     """SIGKILL the process group of every process registered in ``run_dir``."""
-    killed = []
+    killed: list[int] = []
     run_id = run_dir.name
     pids_dir = run_dir / "pids"
     if not pids_dir.is_dir():
@@ -80,7 +80,7 @@ def kill_run_processes(run_dir: Path) -> list[int]:
 def sweep_dead_runs(base: Path | None = None) -> list[str]:
     """Remove runs whose owner process is gone; returns their ids."""
     runs = (base or state_dir()) / "runs"
-    swept = []
+    swept: list[str] = []
     if not runs.is_dir():
         return swept
     for run_dir in runs.iterdir():

@@ -280,11 +280,15 @@ class Snapshot:
     def describe(self) -> str:
         """Short human summary of the map as the first reachable node sees it."""
         if not self.views:
-            return "no node reachable: " + "; ".join(f"{a}: {e}" for a, e in self.unreachable.items())
+            return "no node reachable: " + "; ".join(
+                f"{a}: {e}" for a, e in self.unreachable.items()
+            )
         lines = []
         for v in self.views:
             state = v.info.get("cluster_state", "?")
-            lines.append(f"{v.observer} state={state} epoch={v.info.get('cluster_current_epoch', '?')}")
+            lines.append(
+                f"{v.observer} state={state} epoch={v.info.get('cluster_current_epoch', '?')}"
+            )
         ref = self.views[0]
         for n in sorted(ref.nodes, key=lambda n: (n.master_id or n.node_id, n.is_replica)):
             role = "master" if n.is_master else "replica"

@@ -35,7 +35,7 @@ def wait_for(
             if done:
                 return value
             last = describe(value)
-        except Exception as exc:  # noqa: BLE001 - any probe failure means "not yet"
+        except Exception as exc:  # any probe failure means "not yet"
             last = f"{type(exc).__name__}: {exc}"
         if time.monotonic() >= deadline:
             raise NotReadyError(f"{what}: not reached within {timeout:.1f}s; last observed: {last}")

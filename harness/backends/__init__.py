@@ -19,7 +19,9 @@ def get_backend(name: str) -> type[Backend]:
 
         return LocalBackend
     if name in PLANNED:
-        raise UsageError(f"--backend {name}: not yet available in this version; use --backend local")
+        raise UsageError(
+            f"--backend {name}: not yet available in this version; use --backend local"
+        )
     raise UsageError(f"--backend {name}: unknown backend; choose one of: {', '.join(AVAILABLE)}")
 
 

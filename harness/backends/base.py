@@ -26,7 +26,9 @@ class NodeConfig:
     server_args: Mapping[str, str] = field(default_factory=dict)
 
 
-def render_config(impl: Implementation, cfg: NodeConfig, *, port: int, bind: str, data_dir: str) -> str:
+def render_config(
+    impl: Implementation, cfg: NodeConfig, *, port: int, bind: str, data_dir: str
+) -> str:
     """A server config file for one node, in the dialect of ``impl``."""
     lines = [
         f"port {port}",
@@ -100,6 +102,17 @@ class Node(abc.ABC):
         """Run one command on this node and return the raw reply."""
         with self.client(timeout) as c:
             return c.execute_command(*args)
+
+    def config_get(self, name: str) -> str | None:
+        """One config value (``CONFIG GET`` replies as a list or a map, by client version)."""
+        reply = self.call("CONFIG", "GET", name)
+        if isinstance(reply, dict):
+            value = reply.get(name)
+        elif isinstance(reply, list | tuple) and len(reply) >= 2:
+            value = reply[1]
+        else:
+            value = None
+        return None if value is None else str(value)
 
     @abc.abstractmethod
     def start(self) -> None:

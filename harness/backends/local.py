@@ -25,7 +25,9 @@ from harness.runs import Run
 
 
 class LocalNode(Node):
-    def __init__(self, run: Run, impl: Implementation, cfg: NodeConfig, index: int, port: int, base: Path):
+    def __init__(
+        self, run: Run, impl: Implementation, cfg: NodeConfig, index: int, port: int, base: Path
+    ):
         self.run = run
         self.impl = impl
         self.cfg = cfg
@@ -36,7 +38,9 @@ class LocalNode(Node):
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf_path = self.dir / "server.conf"
         self.log_path = self.dir / "server.log"
-        self.conf_path.write_text(render_config(impl, cfg, port=port, bind=self.host, data_dir=str(self.dir)))
+        self.conf_path.write_text(
+            render_config(impl, cfg, port=port, bind=self.host, data_dir=str(self.dir))
+        )
         self.proc: subprocess.Popen[bytes] | None = None
         self.state = "new"
 
@@ -52,7 +56,9 @@ class LocalNode(Node):
         if self.proc is not None and self.proc.poll() is None:
             raise HarnessError(f"{self.name} {self.addr} is already running (pid {self.proc.pid})")
         with self.log_path.open("ab") as log:
-            log.write(f"\n### harness: starting {self.impl.binary} at {time.strftime('%H:%M:%S')}\n".encode())
+            log.write(
+                f"\n### harness: starting {self.impl.binary} at {time.strftime('%H:%M:%S')}\n".encode()
+            )
             log.flush()
             try:
                 self.proc = subprocess.Popen(
@@ -71,8 +77,14 @@ class LocalNode(Node):
 
     def _exited_message(self) -> str:
         assert self.proc is not None
-        lines = [ln for ln in self.log_text(4000).splitlines() if ln.strip() and not ln.startswith("###")]
-        fatal = [ln for ln in lines if any(w in ln for w in ("FATAL", "Bad directive", ">>>", "rror", "Could not"))]
+        lines = [
+            ln for ln in self.log_text(4000).splitlines() if ln.strip() and not ln.startswith("###")
+        ]
+        fatal = [
+            ln
+            for ln in lines
+            if any(w in ln for w in ("FATAL", "Bad directive", ">>>", "rror", "Could not"))
+        ]
         reason = " | ".join((fatal or lines)[-3:]) or "no output"
         return f"{self.name} {self.addr} exited at start-up (code {self.proc.returncode}): {reason} (log: {self.log_path})"
 
@@ -86,12 +98,14 @@ class LocalNode(Node):
                     self._reap()
                     raise HarnessError(self._exited_message())
                 try:
-                    if client.execute_command("PING") in ("PONG", b"PONG"):
+                    if client.execute_command("PING") in ("PONG", b"PONG", True):  # type: ignore[no-untyped-call]
                         return
                 except redis.exceptions.RedisError as exc:
                     last = str(exc)
                 if time.monotonic() >= deadline:
-                    raise NotReadyError(f"{self.name} {self.addr} does not answer PING after {timeout:.0f}s: {last}")
+                    raise NotReadyError(
+                        f"{self.name} {self.addr} does not answer PING after {timeout:.0f}s: {last}"
+                    )
                 time.sleep(0.005)
         finally:
             client.close()
@@ -128,10 +142,8 @@ class LocalNode(Node):
         if self.state == "paused":
             self.resume()
         os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
         self._reap()
 
     def log_text(self, max_bytes: int = 20000) -> str:

@@ -39,12 +39,18 @@ def test_paused_master_shorter_than_node_timeout_keeps_its_role(cluster: Cluster
     with cluster.faults.paused(master):
         # Observe for half the node timeout that the cluster does not flag it failed.
         def still_trusted() -> tuple[bool, str]:
-            views = cluster.snapshot([n for n in cluster.live_nodes() if n is not master], with_shards=False)
+            views = cluster.snapshot(
+                [n for n in cluster.live_nodes() if n is not master], with_shards=False
+            )
             failed = [v.observer for v in views.views if v.by_id()[master.node_id or ""].failed]
             return bool(failed), f"flagged failed by {failed}"
 
         with pytest.raises(Exception, match="not reached"):
-            wait_for(still_trusted, cluster.spec.node_timeout_ms / 2000, "master flagged failed while briefly paused")
+            wait_for(
+                still_trusted,
+                cluster.spec.node_timeout_ms / 2000,
+                "master flagged failed while briefly paused",
+            )
     cluster.wait_ready(20)
     assert cluster.owner_of_slot(0) is master
     verdict = checkers.healthy(cluster.snapshot())

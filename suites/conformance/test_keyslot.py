@@ -37,7 +37,9 @@ def _keys(rng: random.Random, count: int) -> list[bytes]:
     for _ in range(count):
         n = rng.randrange(1, 40)
         keys.append(bytes(rng.choice(alphabet) for _ in range(n)))
-    keys += [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 20))) for _ in range(count // 10)]
+    keys += [
+        bytes(rng.randrange(256) for _ in range(rng.randrange(1, 20))) for _ in range(count // 10)
+    ]
     return keys
 
 
@@ -50,7 +52,9 @@ def test_keyslot_matches_crc16(cluster: Cluster, rng: random.Random) -> None:
             pipe.execute_command("CLUSTER", "KEYSLOT", k)
         got = pipe.execute()
     wrong = [(k, s, key_slot(k)) for k, s in zip(keys, got, strict=True) if int(s) != key_slot(k)]
-    assert not wrong, f"{len(wrong)} of {len(keys)} keys hash differently, e.g. (key, server, spec): {wrong[:5]}"
+    assert not wrong, (
+        f"{len(wrong)} of {len(keys)} keys hash differently, e.g. (key, server, spec): {wrong[:5]}"
+    )
 
 
 @pytest.mark.cluster(masters=1, replicas=0)

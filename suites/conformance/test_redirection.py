@@ -28,9 +28,15 @@ def test_wrong_master_answers_moved_to_the_owner(cluster: Cluster, rng: random.R
         with cluster.node_client(wrong) as c, pytest.raises(redis.exceptions.ResponseError) as err:
             c.execute_command("SET", key, "v")
         got_slot, got_addr = _moved(err.value)
-        assert "MOVED" in type(err.value).__name__.upper() or str(err.value).startswith("MOVED"), str(err.value)
-        assert got_slot == slot == key_slot(key), f"{wrong.addr} said slot {got_slot} for {key!r}, spec says {slot}"
-        assert got_addr == owner.addr, f"{wrong.addr} redirected slot {slot} to {got_addr}, owner is {owner.addr}"
+        assert "MOVED" in type(err.value).__name__.upper() or str(err.value).startswith("MOVED"), (
+            str(err.value)
+        )
+        assert got_slot == slot == key_slot(key), (
+            f"{wrong.addr} said slot {got_slot} for {key!r}, spec says {slot}"
+        )
+        assert got_addr == owner.addr, (
+            f"{wrong.addr} redirected slot {slot} to {got_addr}, owner is {owner.addr}"
+        )
 
 
 def test_replica_redirects_writes_and_reads_to_its_master(cluster: Cluster) -> None:
@@ -42,7 +48,9 @@ def test_replica_redirects_writes_and_reads_to_its_master(cluster: Cluster) -> N
         for args in (("SET", key, "v"), ("GET", key)):
             with pytest.raises(redis.exceptions.ResponseError) as err:
                 c.execute_command(*args)
-            assert _moved(err.value) == (lo, master.addr), f"{args[0]} on replica {replica.addr}: {err.value}"
+            assert _moved(err.value) == (lo, master.addr), (
+                f"{args[0]} on replica {replica.addr}: {err.value}"
+            )
 
 
 def test_readonly_replica_serves_reads_of_its_slots(cluster: Cluster) -> None:
@@ -67,8 +75,11 @@ def test_multi_key_commands_need_one_slot(cluster: Cluster) -> None:
     with cluster.node_client(owner) as c:
         with pytest.raises(redis.exceptions.ResponseError) as err:
             c.execute_command("MSET", a, 1, b, 2)
-        assert "CROSSSLOT" in str(err.value).upper() or "CROSSSLOT" in type(err.value).__name__.upper() or \
-            str(err.value).startswith("Keys in request"), str(err.value)
+        assert (
+            "CROSSSLOT" in str(err.value).upper()
+            or "CROSSSLOT" in type(err.value).__name__.upper()
+            or str(err.value).startswith("Keys in request")
+        ), str(err.value)
     client = cluster.client()
     assert client.mset({"{same}:a": 1, "{same}:b": 2})
     assert client.mget("{same}:a", "{same}:b") == ["1", "2"]

@@ -27,7 +27,9 @@ def test_every_replica_follows_its_master_and_is_synced(cluster: Cluster) -> Non
         )
         rep = cluster.replication_info(r)
         assert rep.get("role") == "slave", f"{r.addr} INFO replication role={rep.get('role')}"
-        assert rep.get("master_link_status") == "up", f"{r.addr} master_link_status={rep.get('master_link_status')}"
+        assert rep.get("master_link_status") == "up", (
+            f"{r.addr} master_link_status={rep.get('master_link_status')}"
+        )
 
 
 @pytest.mark.requires("cluster_shards")
@@ -45,16 +47,24 @@ def test_cluster_shards_describes_the_same_map(cluster: Cluster) -> None:
         bad = []
         for n in cluster.nodes:
             for shard in cluster.view(n).shards or ():
-                bad += [f"{n.addr} sees {sn.endpoint}:{sn.port} {sn.health}" for sn in shard.nodes if sn.health != "online"]
+                bad += [
+                    f"{n.addr} sees {sn.endpoint}:{sn.port} {sn.health}"
+                    for sn in shard.nodes
+                    if sn.health != "online"
+                ]
         return not bad, "; ".join(bad)
 
     wait_for(all_online, 10, "every shard member reported online by every node")
     for n in cluster.nodes:
         view = cluster.view(n)
         assert view.shards is not None
-        assert len([s for s in view.shards if s.slots]) == cluster.spec.masters, [s.slots for s in view.shards]
+        assert len([s for s in view.shards if s.slots]) == cluster.spec.masters, [
+            s.slots for s in view.shards
+        ]
         for shard in view.shards:
-            assert len(shard.nodes) == 1 + cluster.spec.replicas, f"{n.addr}: shard {shard.slots} has {shard.nodes}"
+            assert len(shard.nodes) == 1 + cluster.spec.replicas, (
+                f"{n.addr}: shard {shard.slots} has {shard.nodes}"
+            )
         verdict = checkers.shards_match_nodes(view)
         assert verdict.ok, str(verdict)
 

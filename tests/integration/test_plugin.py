@@ -1,0 +1,140 @@
+"""The pytest plugin end to end, in a separate pytest process (pytester)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import installed
+
+pytestmark = pytest.mark.skipif(installed("redis-7.0") is None, reason="redis-7.0 is not installed")
+
+TESTS = """
+import pytest
+
+@pytest.mark.cluster(masters=2, replicas=0)
+def test_shape(cluster, metrics):
+    assert len(cluster.nodes) == 2
+    metrics.record("answer", 42)
+
+@pytest.mark.requires("replicated_setslot")
+def test_needs_valkey(cluster):
+    pass
+
+def test_fails(cluster):
+    assert cluster.nodes[0].call("PING") == "PONG"
+    assert False, "deliberate"
+
+def test_seeded(rng, metrics):
+    metrics.record("draw", rng.randrange(10**9))
+"""
+
+
+def _run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict]:  # type: ignore[type-arg]
+    pytester.makepyfile(test_sample=TESTS)
+    report = pytester.path / "out"
+    result = pytester.runpytest_subprocess(
+        "--impl",
+        "redis-7.0",
+        "--report-dir",
+        str(report),
+        "--junitxml",
+        str(report / "j.xml"),
+        *args,
+    )
+    return result, json.loads((report / "summary.json").read_text())
+
+
+def test_summary_metrics_junit_and_logs(pytester: pytest.Pytester) -> None:
+    result, summary = _run(pytester, "--seed", "7", "--node-timeout", "1500")
+    result.assert_outcomes(passed=2, failed=1, skipped=1)
+    assert summary["implementation"]["name"] == "redis-7.0"
+    assert summary["implementation"]["version"] == "7.0.15" or summary["implementation"]["version"]
+    assert (
+        summary["backend"] == "local"
+        and summary["seed"] == 7
+        and summary["node_timeout_ms"] == 1500
+    )
+    tests = {t["nodeid"].split("::")[1]: t for t in summary["tests"]}
+    assert tests["test_shape"]["outcome"] == "passed"
+    assert tests["test_shape"]["metrics"]["answer"] == 42
+    assert tests["test_shape"]["metrics"]["bringup_ms"] > 0
+    assert tests["test_needs_valkey"]["outcome"] == "skipped"
+    assert "redis-7.0 lacks replicated_setslot" in tests["test_needs_valkey"]["message"]
+    assert (
+        tests["test_fails"]["outcome"] == "failed"
+        and "deliberate" in tests["test_fails"]["message"]
+    )
+    assert summary["totals"] == {"passed": 2, "skipped": 1, "failed": 1}
+    # node logs of the failed test: in the report and copied next to summary.json
+    result.stdout.fnmatch_lines(
+        ["*node n0 127.0.0.1:* log (tail)*", "*Ready to accept connections*"]
+    )
+    assert list((pytester.path / "out" / "logs").glob("*test_fails*/cluster0-n0-*.log"))
+    # metrics table and JUnit properties
+    result.stdout.fnmatch_lines(["*redis-cluster-harness metrics*", "*test_shape*passed*"])
+    junit = ET.parse(pytester.path / "out" / "j.xml")
+    props = {p.get("name"): p.get("value") for p in junit.iter("property")}
+    assert props.get("metric:answer") == "42"
+    result.stdout.fnmatch_lines(["*redis-cluster-harness: redis 7.0.15*seed 7*"])
+
+
+def test_same_seed_same_draws(pytester: pytest.Pytester) -> None:
+    draws = []
+    for seed in ("11", "11", "12"):
+        _, summary = _run(pytester, "--seed", seed, "-k", "seeded")
+        draws.append(summary["tests"][0]["metrics"]["draw"])
+    assert draws[0] == draws[1] != draws[2]
+
+
+def test_no_summary_for_projects_that_do_not_use_the_harness(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_plain="def test_x():\n    assert True\n")
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    assert not (pytester.path / "reports").exists()
+    assert "redis-cluster-harness:" not in result.stdout.str()  # no header, no summary line
+
+
+def test_markers_are_registered_with_help(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.cluster(*", "@pytest.mark.requires(*"])
+    result = pytester.runpytest_subprocess("--help")
+    result.stdout.fnmatch_lines(
+        ["*Redis Cluster harness*", "*--impl=NAME*", "*--impl-binary=PATH*"]
+    )
+
+
+def test_cli_run_writes_report_and_exit_status(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "rep"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            "--impl",
+            "redis-7.0",
+            "--suite",
+            "conformance",
+            "--report-dir",
+            str(out),
+            "--seed",
+            "3",
+            "--",
+            "-k",
+            "keyslot_matches",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["totals"] == {"passed": 1} and summary["seed"] == 3
+    assert (out / "junit.xml").exists()
