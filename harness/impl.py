@@ -223,6 +223,14 @@ def from_name(name: str, profiles: dict[str, Profile] | None = None) -> Implemen
     )
 
 
+def available(name: str) -> Implementation | None:
+    """The installed implementation for profile ``name``, or None (for skip conditions)."""
+    try:
+        return from_name(name)
+    except HarnessError:
+        return None
+
+
 def default() -> Implementation:
     """``redis-server`` on PATH, whatever version it is."""
     hit = shutil.which("redis-server") or shutil.which("valkey-server")

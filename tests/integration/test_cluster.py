@@ -71,9 +71,11 @@ def test_process_faults_change_node_state(any_impl: Implementation) -> None:
 
 
 def test_starting_a_running_node_is_refused(any_impl: Implementation) -> None:
-    with Cluster.start(any_impl, ClusterSpec(masters=1, replicas=0)) as c:
-        with pytest.raises(HarnessError, match="is running"):
-            c.faults.start(c.nodes[0])
+    with (
+        Cluster.start(any_impl, ClusterSpec(masters=1, replicas=0)) as c,
+        pytest.raises(HarnessError, match="is running"),
+    ):
+        c.faults.start(c.nodes[0])
 
 
 def test_crash_restart_without_persistence_loses_data(any_impl: Implementation) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import installed
+from harness.impl import available
 
-pytestmark = pytest.mark.skipif(installed("redis-7.0") is None, reason="redis-7.0 is not installed")
+pytestmark = pytest.mark.skipif(available("redis-7.0") is None, reason="redis-7.0 is not installed")
 
 TESTS = """
 import pytest
