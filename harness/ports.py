@@ -17,14 +17,14 @@ import socket
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.runs import state_dir
 
 LOW, HIGH = 12000, 22000  # client ports; the bus port is port + 10000
 BUS_OFFSET = 10000
 
 
 def _lock_dir() -> Path:
-    base = Path(os.environ.get("HARNESS_STATE_DIR", f"/tmp/redis-cluster-harness-{os.getuid()}"))
-    d = base / "ports"
+    d = state_dir() / "ports"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
