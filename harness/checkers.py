@@ -203,26 +203,40 @@ def state_ok(view: NodeView) -> Verdict:
 
 
 def shards_match_nodes(view: NodeView) -> Verdict:
-    """``CLUSTER SHARDS`` (where supported) describes the same slots as ``CLUSTER NODES``."""
+    """``CLUSTER SHARDS`` (where supported) describes the same slots as ``CLUSTER NODES``:
+    each shard's slots are owned, per ``CLUSTER NODES``, by exactly one node of that shard,
+    listed there as master. (A failed ex-master may stay in its shard as "master"; that is
+    not a disagreement.)"""
     if view.shards is None:
         return Verdict((), ())
     problems: list[str] = []
-    from_nodes = {n.node_id: sorted(n.slots) for n in view.nodes if n.is_master and n.slots}
+    owners = view.slot_owners()
     for shard in view.shards:
-        master = shard.master
         if not shard.slots:
             continue
-        if master is None:
-            problems.append(
-                f"{view.observer}: CLUSTER SHARDS lists slots {format_ranges(shard.slots)} with no master"
-            )
+        owner_ids = {owners[s] for lo, hi in shard.slots for s in range(lo, hi + 1)}
+        where = f"{view.observer}: CLUSTER SHARDS slots {format_ranges(sorted(shard.slots))}"
+        if len(owner_ids) != 1 or None in owner_ids:
+            who = ", ".join(sorted(_short(i) for i in owner_ids))
+            problems.append(f"{where} belong to [{who}] in CLUSTER NODES, not to one node")
             continue
-        want = from_nodes.get(master.node_id)
-        if want != sorted(shard.slots):
+        owner = owner_ids.pop()
+        member = next((n for n in shard.nodes if n.node_id == owner), None)
+        if member is None:
+            ids = ", ".join(n.node_id[:8] for n in shard.nodes)
             problems.append(
-                f"{view.observer}: CLUSTER SHARDS gives {master.node_id[:8]} slots "
-                f"{format_ranges(sorted(shard.slots))}, CLUSTER NODES gives {format_ranges(want or [])}"
+                f"{where}: owner {_short(owner)} per CLUSTER NODES is not in the shard [{ids}]"
             )
+        elif member.role not in ("master", "primary"):
+            problems.append(f"{where}: owner {_short(owner)} is listed with role {member.role}")
+    # every slot CLUSTER NODES assigns must appear in some shard
+    in_shards = {s for sh in view.shards for lo, hi in sh.slots for s in range(lo, hi + 1)}
+    missing = [s for s in range(SLOTS) if owners[s] is not None and s not in in_shards]
+    if missing:
+        problems.append(
+            f"{view.observer}: slots {format_ranges(merge_ranges(missing))} are assigned in CLUSTER NODES "
+            "but absent from CLUSTER SHARDS"
+        )
     return Verdict(tuple(problems), ("shards match nodes",))
 
 
