@@ -10,8 +10,10 @@ survives:
    pipe reports EOF and the watchdog kills every process of the run and removes its
    directory;
 3. at start-up every run sweeps runs whose owner is dead (in case the watchdog itself was
-   killed), verifying through ``/proc/<pid>/environ`` that a pid still belongs to that run
-   before signalling it.
+   killed), checking a pid's start time against its marker before signalling it.
+
+Every process of a run runs with its working directory inside the run directory, which is
+how tests (and people) can find one: ``readlink /proc/<pid>/cwd``.
 """
 
 from __future__ import annotations
@@ -49,27 +51,24 @@ def _alive(pid: int, start_time: str | None) -> bool:
     return now is not None and (start_time is None or now == start_time)
 
 
-def _belongs(pid: int, run_id: str) -> bool:
-    try:
-        env = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    return f"{RUN_ENV}={run_id}".encode() in env.split(b"\0")
-
-
 def kill_run_processes(run_dir: Path) -> list[int]:
-    """SIGKILL the process group of every process registered in ``run_dir``."""
+    """SIGKILL the process group of every process registered in ``run_dir``.
+
+    A marker holds the process's start time, so a pid the kernel has since reused for
+    something else is never signalled. (The environment cannot serve as the mark: servers
+    overwrite it when they set their process title.)
+    """
     killed: list[int] = []
-    run_id = run_dir.name
     pids_dir = run_dir / "pids"
     if not pids_dir.is_dir():
         return killed
     for marker in pids_dir.iterdir():
         try:
             pid = int(marker.name)
-        except ValueError:
+            started = marker.read_text().strip()
+        except (ValueError, OSError):
             continue
-        if _belongs(pid, run_id):
+        if started and _proc_start_time(pid) == started:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGCONT)  # a SIGSTOPped group must be able to die
                 os.killpg(pid, signal.SIGKILL)
@@ -146,7 +145,8 @@ class Run:
         return {**os.environ, RUN_ENV: self.id}
 
     def register(self, pid: int) -> None:
-        (self.dir / "pids" / str(pid)).touch()
+        """Record a started process (the leader of its own process group)."""
+        (self.dir / "pids" / str(pid)).write_text(_proc_start_time(pid) or "")
 
     def unregister(self, pid: int) -> None:
         with contextlib.suppress(FileNotFoundError):
