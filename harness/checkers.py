@@ -214,6 +214,12 @@ def shards_match_nodes(view: NodeView) -> Verdict:
     for shard in view.shards:
         if not shard.slots:
             continue
+        bad = [(lo, hi) for lo, hi in shard.slots if lo > hi or lo < 0 or hi >= SLOTS]
+        if bad:
+            problems.append(
+                f"{view.observer}: CLUSTER SHARDS lists bad slot range(s) {format_ranges(bad)}"
+            )
+            continue
         owner_ids = {owners[s] for lo, hi in shard.slots for s in range(lo, hi + 1)}
         where = f"{view.observer}: CLUSTER SHARDS slots {format_ranges(sorted(shard.slots))}"
         if len(owner_ids) != 1 or None in owner_ids:
@@ -231,11 +237,15 @@ def shards_match_nodes(view: NodeView) -> Verdict:
             problems.append(f"{where}: owner {_short(owner)} is listed with role {member.role}")
     # every slot CLUSTER NODES assigns must appear in some shard
     in_shards = {s for sh in view.shards for lo, hi in sh.slots for s in range(lo, hi + 1)}
-    missing = [s for s in range(SLOTS) if owners[s] is not None and s not in in_shards]
-    if missing:
+    absent: dict[str, list[int]] = defaultdict(list)
+    for s in range(SLOTS):
+        owner = owners[s]
+        if owner is not None and s not in in_shards:
+            absent[owner].append(s)
+    for owner, slots in absent.items():
         problems.append(
-            f"{view.observer}: slots {format_ranges(merge_ranges(missing))} are assigned in CLUSTER NODES "
-            "but absent from CLUSTER SHARDS"
+            f"{view.observer}: slots {format_ranges(merge_ranges(slots))} of {owner[:8]} are assigned in "
+            "CLUSTER NODES but absent from CLUSTER SHARDS"
         )
     return Verdict(tuple(problems), ("shards match nodes",))
 

@@ -50,6 +50,13 @@ def key_for_slot(slot: int, prefix: str = "k") -> str:
     """A short key that hashes to ``slot``: lets tests address one shard on purpose."""
     if not 0 <= slot < SLOTS:
         raise ValueError(f"slot {slot} is outside 0..{SLOTS - 1}")
+    raw = prefix.encode()
+    if hash_tag(raw) != raw:  # the prefix holds a hash tag: all its keys hash like the tag
+        if key_slot(raw) != slot:
+            raise ValueError(
+                f"every key with prefix {prefix!r} maps to slot {key_slot(raw)}, not {slot}"
+            )
+        return f"{prefix}0"
     i = 0
     while True:
         key = f"{prefix}{i}"

@@ -107,6 +107,8 @@ def load_profiles(path: Path | None = None) -> dict[str, Profile]:
     path = path or FIXTURES / "implementations.toml"
     try:
         data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise HarnessError(f"{path}: not valid TOML ({exc})") from exc
     except FileNotFoundError as exc:
         raise HarnessError(
             f"implementation profiles not found at {path}; set HARNESS_FIXTURES"
@@ -119,6 +121,13 @@ def load_profiles(path: Path | None = None) -> dict[str, Profile]:
             raise HarnessError(
                 f"{path}: profile {name} lists unknown capabilities {sorted(unknown)}"
             )
+        missing = [k for k in ("flavor", "versions", "dialect") if k not in p]
+        if missing:
+            raise HarnessError(f"{path}: profile {name} lacks {', '.join(missing)}")
+        try:
+            version_in((0, 0, 0), p["versions"])
+        except ValueError as exc:
+            raise HarnessError(f"{path}: profile {name}: {exc}") from exc
         profiles[name] = Profile(
             name=name,
             flavor=p["flavor"],
@@ -155,7 +164,7 @@ def identify(binary: str, timeout: float = 10.0) -> tuple[str, Version, str]:
         )
     except subprocess.TimeoutExpired as exc:
         raise UsageError(
-            f"--impl-binary {binary}: `--version` did not answer in {timeout:.0f}s; is it a Redis server?"
+            f"--impl-binary {binary}: `--version` did not answer in {timeout:g}s; is it a Redis server?"
         ) from exc
     except OSError as exc:
         raise UsageError(f"--impl-binary {binary}: cannot run it ({exc.strerror})") from exc

@@ -125,7 +125,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "requires(*capabilities): skip unless the implementation has them "
-        "(cluster_shards, addslotsrange, bind_source_addr, sharded_pubsub, manual_failover, debug_command)",
+        "(" + ", ".join(sorted(impls.KNOWN_CAPABILITIES)) + ")",
     )
     seed_opt = config.getoption("--seed")
     try:

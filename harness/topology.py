@@ -101,12 +101,15 @@ def parse_cluster_nodes(text: str) -> list[NodeEntry]:
         for item in parts[8:]:
             if item.startswith("["):
                 body = item.strip("[]")
-                if "->-" in body:
-                    s, other = body.split("->-")
-                    migrating.append((int(s), other))
-                elif "-<-" in body:
-                    s, other = body.split("-<-")
-                    importing.append((int(s), other))
+                try:
+                    if "->-" in body:
+                        s, other = body.split("->-")
+                        migrating.append((int(s), other))
+                    elif "-<-" in body:
+                        s, other = body.split("-<-")
+                        importing.append((int(s), other))
+                except ValueError as exc:
+                    raise ParseError(f"bad migration entry {item!r} in line {line!r}") from exc
                 continue
             lo, _, hi = item.partition("-")
             try:
@@ -291,7 +294,7 @@ class Snapshot:
             )
         ref = self.views[0]
         for n in sorted(ref.nodes, key=lambda n: (n.master_id or n.node_id, n.is_replica)):
-            role = "master" if n.is_master else "replica"
+            role = "master" if n.is_master else "replica" if n.is_replica else "node"
             extra = f" of {n.master_id[:8]}" if n.master_id else ""
             flags = ",".join(sorted(n.flags - {"master", "slave", "myself"}))
             lines.append(
