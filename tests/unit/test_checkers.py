@@ -482,7 +482,7 @@ def test_slots_missing_from_shards() -> None:
     shards = shards_for(replace(HEALTHY, M1, slots="0-100 200-5460"))
     msg = only(shards_match_nodes(make_view(shards=shards)))
     assert msg == (
-        "127.0.0.1:7000: slots 101-199 are assigned in CLUSTER NODES but absent from CLUSTER SHARDS"
+        "127.0.0.1:7000: slots 101-199 of e7d1eecc are assigned in CLUSTER NODES but absent from CLUSTER SHARDS"
     )
 
 
