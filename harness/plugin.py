@@ -261,8 +261,11 @@ def cluster_factory(
             kwargs["node_timeout_ms"] = harness_state.node_timeout_ms
         if isinstance(kwargs.get("server_args"), dict):
             kwargs["server_args"] = tuple(kwargs["server_args"].items())
-        spec = ClusterSpec(**kwargs)
-        c = Cluster.start(harness_impl, spec, backend=harness_state.backend, ports=ports)
+        try:
+            spec = ClusterSpec(**kwargs)
+            c = Cluster.start(harness_impl, spec, backend=harness_state.backend, ports=ports)
+        except HarnessError as exc:  # the message says it all; a traceback through us does not help
+            pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
         clusters.append(c)
         if len(clusters) == 1:
             Metrics(request.node).record("bringup_ms", c.bringup_ms)

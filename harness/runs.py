@@ -69,11 +69,37 @@ def kill_run_processes(run_dir: Path) -> list[int]:
         except (ValueError, OSError):
             continue
         if started and _proc_start_time(pid) == started:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGCONT)  # a SIGSTOPped group must be able to die
-                os.killpg(pid, signal.SIGKILL)
+            _kill_group(pid)
             killed.append(pid)
+    # A process started but not yet registered when the owner died still works inside the
+    # run directory.
+    for pid in _pids_working_under(run_dir):
+        _kill_group(pid)
+        killed.append(pid)
     return killed
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGCONT)  # a SIGSTOPped group must be able to die
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)  # not a group leader
+
+
+def _pids_working_under(root: Path) -> list[int]:
+    prefix = str(root)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd.removesuffix(" (deleted)") == prefix or cwd.startswith(prefix + "/"):
+            found.append(int(entry.name))
+    return found
 
 
 def sweep_dead_runs(base: Path | None = None) -> list[str]:

@@ -86,7 +86,7 @@ class LocalNode(Node):
             if any(w in ln for w in ("FATAL", "Bad directive", ">>>", "rror", "Could not"))
         ]
         reason = " | ".join((fatal or lines)[-3:]) or "no output"
-        return f"{self.name} {self.addr} exited at start-up (code {self.proc.returncode}): {reason} (log: {self.log_path})"
+        return f"{self.name} {self.addr} exited at start-up (code {self.proc.returncode}): {reason}"
 
     def wait_answering(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
