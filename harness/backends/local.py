@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +36,7 @@ class LocalNode(Node):
         self.host = "127.0.0.1"
         self.port = port
         self.dir = base / f"node-{port}"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(parents=True)
         self.conf_path = self.dir / "server.conf"
         self.log_path = self.dir / "server.log"
         self.conf_path.write_text(
@@ -166,14 +167,13 @@ class LocalBackend(Backend):
         self.run = run or Run.current()
         self.lease = PortLease()
         self.nodes: list[LocalNode] = []
-        self._counter = 0
 
     def create_nodes(
         self, impl: Implementation, cfg: NodeConfig, count: int, ports: list[int] | None = None
     ) -> list[Node]:
         ports = self.lease.claim_exact(ports) if ports else self.lease.claim(count)
-        self._counter += 1
-        base = self.run.dir / f"cluster-{self._counter}"
+        # A fresh directory per cluster: a reused port must never find an old nodes.conf.
+        base = Path(tempfile.mkdtemp(prefix="cluster-", dir=self.run.dir))
         nodes = [LocalNode(self.run, impl, cfg, i, p, base) for i, p in enumerate(ports)]
         self.nodes.extend(nodes)
         for n in nodes:
