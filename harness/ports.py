@@ -31,6 +31,9 @@ def _lock_dir() -> Path:
 
 def _bindable(port: int, host: str = "127.0.0.1") -> bool:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Servers listen with SO_REUSEADDR: connections of a previous node lingering in
+    # TIME_WAIT must not make the port look busy.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind((host, port))
         return True

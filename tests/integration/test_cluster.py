@@ -129,3 +129,15 @@ def test_killed_paused_node_dies(any_impl: Implementation) -> None:
         c.faults.pause(node)
         c.close()
         assert not _alive(pid)
+
+
+def test_a_port_reused_in_the_same_run_starts_fresh(any_impl: Implementation) -> None:
+    """Regression: the second cluster on the same ports must not load the first's nodes.conf."""
+    spec = ClusterSpec(masters=1, replicas=1)
+    with Cluster.start(any_impl, spec) as first:
+        ports = [n.port for n in first.nodes]
+        first_ids = {n.node_id for n in first.nodes}
+    with Cluster.start(any_impl, spec, ports=ports) as second:
+        assert [n.port for n in second.nodes] == ports
+        assert not first_ids & {n.node_id for n in second.nodes}
+        assert checkers.healthy(second.snapshot()).ok
