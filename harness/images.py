@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
@@ -119,6 +120,7 @@ class PackagedBinary:
     name: str  # the executable's name in the image: servers behave by argv[0]
     source: Path  # the resolved file whose content is packaged
     libs: tuple[tuple[str, Path], ...]  # (path in the image, file on the host), loader incl.
+    interpreter: str | None  # the dynamic loader; None when statically linked
     sha256: str  # over the binary and its libraries: the image's identity
     version: str  # first line of ``--version``
 
@@ -151,7 +153,7 @@ def inspect_binary(binary: str) -> PackagedBinary:
     for target, host in sorted(libs):
         digest.update(target.encode() + b"\0")
         _hash_file(digest, host)
-    return PackagedBinary(given.name, source, tuple(libs), digest.hexdigest(), version)
+    return PackagedBinary(given.name, source, tuple(libs), interpreter, digest.hexdigest(), version)
 
 
 def build_from_binary(binary: str, tag: str | None = None) -> str:
@@ -163,8 +165,7 @@ def build_from_binary(binary: str, tag: str | None = None) -> str:
     ``redis-check-rdb``, and the program picks its mode from ``argv[0]``.
     """
     pkg = inspect_binary(binary)
-    client = docker_client()
-    with _build_lock(f"binary:{pkg.name}:{pkg.sha256}"):
+    with contextlib.closing(docker_client()) as client, _build_lock(f"binary:{pkg.sha256}"):
         return _build_binary_image(client, pkg, tag or pkg.default_tag)
 
 
@@ -172,8 +173,7 @@ def image_for_binary(binary: str) -> str:
     """The image for ``binary``: an existing one while the binary and its libraries are
     unchanged (same sha256 label and executable name), otherwise a new build."""
     pkg = inspect_binary(binary)
-    client = docker_client()
-    with _build_lock(f"binary:{pkg.name}:{pkg.sha256}"):
+    with contextlib.closing(docker_client()) as client, _build_lock(f"binary:{pkg.sha256}"):
         found = _find_image(
             client, {SHA_LABEL: pkg.sha256, EXECUTABLE_LABEL: pkg.name}, pkg.default_tag
         )
@@ -369,13 +369,8 @@ def _binary_rootfs(pkg: PackagedBinary, tar_path: Path) -> None:
         for d in sorted(dirs):
             mode, owner = dirs[d]
             info = tarfile.TarInfo(d.lstrip("/"))
-            info.type, info.mode, info.uid, info.gid, info.mtime = (
-                tarfile.DIRTYPE,
-                mode,
-                owner,
-                owner,
-                mtime,
-            )
+            info.type = tarfile.DIRTYPE
+            info.mode, info.uid, info.gid, info.mtime = mode, owner, owner, mtime
             tar.addfile(info)
         for target in sorted(files):
             content, mode = files[target]
@@ -383,10 +378,7 @@ def _binary_rootfs(pkg: PackagedBinary, tar_path: Path) -> None:
             info.mode, info.mtime = mode, mtime
             if isinstance(content, bytes):
                 info.size = len(content)
-                with tempfile.SpooledTemporaryFile() as buf:
-                    buf.write(content)
-                    buf.seek(0)
-                    tar.addfile(info, buf)
+                tar.addfile(info, io.BytesIO(content))
             else:
                 info.size = content.stat().st_size
                 with content.open("rb") as f:
@@ -394,7 +386,7 @@ def _binary_rootfs(pkg: PackagedBinary, tar_path: Path) -> None:
 
 
 def _build_binary_image(client: Any, pkg: PackagedBinary, tag: str) -> str:
-    lib_dirs = list(dict.fromkeys(str(Path(t).parent) for t, _ in pkg.libs if not _is_loader(t)))
+    lib_dirs = list(dict.fromkeys(str(Path(t).parent) for t, _ in pkg.libs if t != pkg.interpreter))
     changes = [
         f"ENTRYPOINT {json.dumps([f'{BIN_DIR}/{pkg.name}'])}",
         # a bare `docker run IMAGE` must be reachable on the container network
@@ -411,10 +403,6 @@ def _build_binary_image(client: Any, pkg: PackagedBinary, tag: str) -> str:
         _import_checked(client, tar_path, tag, changes, pkg.labels, {"--version": pkg.version})
     log.info("built %s from %s in %.1fs", tag, pkg.source, time.monotonic() - started)
     return tag
-
-
-def _is_loader(target: str) -> bool:
-    return Path(target).name.startswith(("ld-linux", "ld64.so", "ld-musl", "ld.so"))
 
 
 # -- import, check, lookup --------------------------------------------------------------
@@ -471,6 +459,8 @@ def _import(
     for line in str(out).splitlines():
         with contextlib.suppress(ValueError):
             msg = json.loads(line)
+            if not isinstance(msg, dict):
+                continue
             if "error" in msg:
                 raise HarnessError(f"docker import of {tag} failed: {msg['error']}")
             status = str(msg.get("status", ""))
@@ -502,7 +492,7 @@ def _remove_if_orphaned(client: Any, image_id: str) -> None:
         image = client.images.get(image_id)
         labels = image.labels or {}
         if not image.tags and any(k.startswith(LABEL_PREFIX) for k in labels):
-            client.images.remove(image_id, noprune=False)
+            client.images.remove(image_id)
 
 
 def _check_image(client: Any, image_id: str, tag: str, checks: Mapping[str, str]) -> None:
@@ -588,8 +578,7 @@ def build_trixie_image(
     bad = [p for p in packages if not _PACKAGE_RE.fullmatch(p)]
     if bad or not packages:
         raise HarnessError(f"not Debian package names: {', '.join(bad) or 'none given'}")
-    client = docker_client()
-    with _build_lock(f"trixie:{tag}"):
+    with contextlib.closing(docker_client()) as client, _build_lock(f"trixie:{tag}"):
         if not rebuild and _has_packages(client, tag, packages):
             return tag
         if os.geteuid() != 0:
@@ -894,9 +883,13 @@ def _remove_workdir(work: Path) -> None:
 
 def _evacuate(work: Path) -> None:
     """Kill the processes in ``work`` and unmount what is mounted under it."""
-    for pid in _processes_using(work):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+    for _ in range(50):  # again while a dying parent may still have forked a child
+        pids = _processes_using(work)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
     for point in sorted(_mounts_under(work), key=len, reverse=True):
         if subprocess.run(["umount", point], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", point], capture_output=True)
