@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from harness import impl as impls
-from harness.backends import AVAILABLE, PLANNED, get_backend
+from harness.backends import AVAILABLE, get_backend, resolve_implementation
 from harness.backends.base import PERSISTENCE
 from harness.errors import HarnessError
 
@@ -49,8 +49,9 @@ def _impl_args(p: argparse.ArgumentParser) -> None:
         "--impl", metavar="NAME", help="implementation profile, e.g. redis-7.0, valkey-8.0"
     )
     p.add_argument("--impl-binary", metavar="PATH", help="server executable or wrapper script")
+    p.add_argument("--backend", choices=AVAILABLE, default="local", help="where nodes run")
     p.add_argument(
-        "--backend", default="local", help=f"{', '.join(AVAILABLE)} (planned: {', '.join(PLANNED)})"
+        "--image", metavar="NAME:TAG", help="docker backend: a local image holding the server"
     )
     p.add_argument(
         "--node-timeout", type=_int_range(50, 600_000, "--node-timeout"), default=2000, metavar="MS"
@@ -89,13 +90,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
 
     sub.add_parser("impls", help="list implementation profiles and which are installed here")
+
+    image = sub.add_parser("image", help="container images for --backend docker")
+    image_sub = image.add_subparsers(dest="image_command", required=True, parser_class=_Parser)
+    build = image_sub.add_parser("build", help="build an image here, without a registry")
+    src = build.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--from-binary", metavar="PATH", help="pack this server binary and its libraries"
+    )
+    src.add_argument(
+        "--trixie",
+        action="store_true",
+        help="Debian trixie root filesystem with redis-server (8.0) and valkey-server (8.1)",
+    )
+    build.add_argument(
+        "--tag", metavar="NAME:TAG", help="image name (default derived from the input)"
+    )
     return parser
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from harness.cluster import Cluster, ClusterSpec
 
-    impl = impls.resolve(args.impl, args.impl_binary)
+    impl = resolve_implementation(args.impl, args.impl_binary, args.image, args.backend)
     server_args = []
     for item in args.server_arg:
         name, _, value = item.strip().partition(" ")
@@ -123,7 +140,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 if n in cluster.initial_masters
                 else f"replica of {cluster.initial_master_of(n).addr}"
             )
-            print(f"  {n.name} {n.addr} {role}  log: {getattr(n, 'log_path', '-')}")
+            print(f"  {role:28} {n.description}")
         first = cluster.nodes[0]
         print(f"connect: redis-cli -c -h {first.host} -p {first.port}")
         print("press Ctrl-C to stop and remove the cluster", flush=True)
@@ -136,7 +153,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
     get_backend(args.backend)
-    impls.resolve(args.impl, args.impl_binary)  # fail fast, in one line, before pytest starts
+    # fail fast, in one line, before pytest starts
+    resolve_implementation(args.impl, args.impl_binary, args.image, args.backend)
     suites_root = ROOT / "suites"
     paths = [str(suites_root / s) for s in SUITES[args.suite]]
     missing = [p for p in paths if not Path(p).is_dir()]
@@ -158,6 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--impl", args.impl]
     if args.impl_binary:
         argv += ["--impl-binary", args.impl_binary]
+    if args.image:
+        argv += ["--image", args.image]
     if args.seed is not None:
         argv += ["--seed", str(args.seed)]
     argv += args.pytest_args
@@ -175,6 +195,17 @@ def cmd_impls() -> int:
     return 0
 
 
+def cmd_image(args: argparse.Namespace) -> int:
+    from harness import images
+
+    if args.trixie:
+        ref = images.build_trixie_image(tag=args.tag or images.TRIXIE_TAG)
+    else:
+        ref = images.build_from_binary(args.from_binary, tag=args.tag)
+    print(ref)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -182,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_up(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "image":
+            return cmd_image(args)
         return cmd_impls()
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)

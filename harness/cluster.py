@@ -24,7 +24,7 @@ from harness.backends.base import PERSISTENCE, Persistence
 from harness.checkers import Verdict, healthy
 from harness.crc16 import SLOTS
 from harness.errors import HarnessError, UsageError
-from harness.faults import ProcessFaults
+from harness.faults import Faults
 from harness.impl import Implementation
 from harness.topology import (
     NodeView,
@@ -144,9 +144,9 @@ class Cluster:
         self.close()
 
     @property
-    def faults(self) -> ProcessFaults:
-        """Process faults on this cluster's nodes (recorded on :attr:`events`)."""
-        return ProcessFaults(self)
+    def faults(self) -> Faults:
+        """Faults on this cluster's nodes (recorded on :attr:`events`)."""
+        return Faults(self)
 
     def record(self, action: str, node: str, detail: str = "") -> Event:
         ev = Event(time.monotonic_ns(), action, node, detail)

@@ -17,3 +17,7 @@ class UsageError(HarnessError):
 
 class NotReadyError(HarnessError):
     """A cluster or node did not reach the awaited state before its deadline."""
+
+
+class NotSupportedError(HarnessError):
+    """The backend (or server) cannot do what was asked; tests should skip, not fail."""

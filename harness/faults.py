@@ -1,4 +1,9 @@
-"""Process faults: what can happen to a server process, on any backend.
+"""Faults: what can happen to a node, on any backend.
+
+Process faults (kill, pause, stop, restart) work everywhere. Network faults (isolate a
+node, drop packets between nodes) need a backend that can cut links; elsewhere they raise
+:class:`~harness.errors.NotSupportedError`, and tests declare
+``@pytest.mark.requires("network_faults")`` to be skipped with the reason.
 
 Each fault is recorded as an :class:`~harness.cluster.Event` on the cluster's timeline
 (monotonic clock), so checkers can relate client errors and losses to it. Faults that
@@ -7,7 +12,7 @@ must be undone are also context managers that undo them on exit, even on failure
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -18,8 +23,8 @@ if TYPE_CHECKING:
     from harness.cluster import Cluster, Event
 
 
-class ProcessFaults:
-    """Kill, pause, stop and restart nodes of one cluster."""
+class Faults:
+    """Faults on the nodes of one cluster; the same object on every backend."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
@@ -76,3 +81,54 @@ class ProcessFaults:
         """SIGKILL, then start with the same data: what survives is what was on disk."""
         self.kill(node)
         return self.start(node, timeout)
+
+    # -- network ---------------------------------------------------------------------
+    def isolate(self, node: Node) -> Event:
+        """Cut ``node`` off from its peers and clients; it keeps running."""
+        ev = self.cluster.record("isolate", node.addr)
+        node.isolate()
+        return ev
+
+    def rejoin(self, node: Node) -> Event:
+        node.rejoin()
+        return self.cluster.record("rejoin", node.addr)
+
+    @contextmanager
+    def isolated(self, node: Node) -> Iterator[Event]:
+        """Isolate for the duration of the block; always reconnects."""
+        ev = self.isolate(node)
+        try:
+            yield ev
+        finally:
+            self.rejoin(node)
+
+    def drop(self, sources: Node | Iterable[Node], targets: Node | Iterable[Node]) -> Event:
+        """Drop packets from each source to each target (one-way; call twice for both)."""
+        src = [sources] if isinstance(sources, Node) else list(sources)
+        dst = [targets] if isinstance(targets, Node) else list(targets)
+        ev = self.cluster.record(
+            "drop", ",".join(n.addr for n in dst), "from " + ",".join(n.addr for n in src)
+        )
+        for target in dst:
+            target.drop_from([s for s in src if s is not target])
+        return ev
+
+    def heal(self) -> Event:
+        """Remove every packet drop and reconnect every isolated node."""
+        for node in self.cluster.nodes:
+            if getattr(node, "isolated", False):
+                node.rejoin()
+            if getattr(node, "dropped_from", None):
+                node.heal_drops()
+        return self.cluster.record("heal", "cluster")
+
+    @contextmanager
+    def dropping(
+        self, sources: Node | Iterable[Node], targets: Node | Iterable[Node]
+    ) -> Iterator[Event]:
+        """Drop packets for the duration of the block; always heals."""
+        ev = self.drop(sources, targets)
+        try:
+            yield ev
+        finally:
+            self.heal()

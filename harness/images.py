@@ -508,12 +508,15 @@ def _check_image(client: Any, image_id: str, tag: str, checks: Mapping[str, str]
             )
 
 
-def _run_once(client: Any, image: str, command: list[str]) -> tuple[int, str]:
+def _run_once(
+    client: Any, image: str, command: list[str], entrypoint: list[str] | None = None
+) -> tuple[int, str]:
     """Run ``command`` in a throwaway container; (exit code, stdout+stderr)."""
     container = None
+    extra = {"entrypoint": entrypoint} if entrypoint is not None else {}
     try:
         container = client.containers.create(
-            image, command=command, labels={CHECK_LABEL: "1"}, network_disabled=True
+            image, command=command, labels={CHECK_LABEL: "1"}, network_disabled=True, **extra
         )
         container.start()
         result = container.wait(timeout=CHECK_TIMEOUT)

@@ -61,6 +61,7 @@ class Implementation:
     flavor: str
     version: Version
     version_text: str = field(compare=False)
+    image: str | None = None  # a container image holding ``binary`` (``--image``)
 
     @property
     def name(self) -> str:
@@ -74,7 +75,8 @@ class Implementation:
         return capability in self.profile.capabilities
 
     def describe(self) -> str:
-        return f"{self.flavor} {self.version_str} ({self.binary}, profile {self.name})"
+        where = f"{self.binary} in {self.image}" if self.image else self.binary
+        return f"{self.flavor} {self.version_str} ({where}, profile {self.name})"
 
 
 def parse_version(text: str) -> Version:

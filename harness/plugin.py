@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from harness import impl as impls
-from harness.backends import AVAILABLE, PLANNED, get_backend
+from harness.backends import AVAILABLE, get_backend, resolve_implementation
 from harness.cluster import Cluster, ClusterSpec
 from harness.errors import HarnessError
 from harness.impl import Implementation
@@ -49,6 +49,7 @@ class HarnessState:
 
     impl_name: str | None
     impl_binary: str | None
+    image: str | None
     backend: str
     node_timeout_ms: int
     seed: int
@@ -61,7 +62,9 @@ class HarnessState:
 
     def implementation(self) -> Implementation:
         if self.impl is None:
-            self.impl = impls.resolve(self.impl_name, self.impl_binary)
+            self.impl = resolve_implementation(
+                self.impl_name, self.impl_binary, self.image, self.backend
+            )
         return self.impl
 
     def describe(self) -> str:
@@ -70,6 +73,8 @@ class HarnessState:
         )
         return f"{what}; backend {self.backend}; node timeout {self.node_timeout_ms} ms; seed {self.seed}"
 
+
+BACKEND_CAPABILITIES = frozenset({"network_faults"})  # what backends may offer
 
 STATE = pytest.StashKey[HarnessState]()
 CLUSTERS = pytest.StashKey[list[Cluster]]()
@@ -99,7 +104,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--backend",
         default="local",
         metavar="NAME",
-        help=f"where nodes run: {', '.join(AVAILABLE)} (planned: {', '.join(PLANNED)})",
+        help=f"where nodes run: {', '.join(AVAILABLE)} (default local)",
+    )
+    g.addoption(
+        "--image",
+        metavar="NAME:TAG",
+        help="docker backend: run this local image (e.g. from `python -m harness image build`) "
+        "instead of one built from the binary",
     )
     g.addoption(
         "--node-timeout",
@@ -125,7 +136,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "requires(*capabilities): skip unless the implementation has them "
-        "(" + ", ".join(sorted(impls.KNOWN_CAPABILITIES)) + ")",
+        "(" + ", ".join(sorted(impls.KNOWN_CAPABILITIES | BACKEND_CAPABILITIES)) + ")",
     )
     seed_opt = config.getoption("--seed")
     try:
@@ -144,6 +155,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = HarnessState(
         impl_name=config.getoption("--impl"),
         impl_binary=config.getoption("--impl-binary"),
+        image=config.getoption("--image"),
         backend=backend,
         node_timeout_ms=_positive_ms(config.getoption("--node-timeout")),
         seed=seed,
@@ -152,7 +164,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[STATE] = state
     config.pluginmanager.register(_Reporter(state), "redis-cluster-harness-reporter")
-    if state.impl_name or state.impl_binary:
+    if state.impl_name or state.impl_binary or state.image:
         try:
             state.implementation()  # bad --impl / --impl-binary: fail now, in one line
         except HarnessError as exc:
@@ -169,16 +181,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         impl = state.implementation()
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
+    backend_caps = get_backend(state.backend).capabilities
     for item in users:
         for mark in item.iter_markers("requires"):
-            missing = [c for c in mark.args if not impl.has(c)]
-            unknown = [c for c in mark.args if c not in impls.KNOWN_CAPABILITIES]
+            unknown = [
+                c for c in mark.args if c not in impls.KNOWN_CAPABILITIES | BACKEND_CAPABILITIES
+            ]
             if unknown:
                 raise pytest.UsageError(
                     f"{item.nodeid}: unknown capability {unknown[0]!r} in @pytest.mark.requires"
                 )
+            missing = [c for c in mark.args if c not in BACKEND_CAPABILITIES and not impl.has(c)]
             if missing:
                 item.add_marker(pytest.mark.skip(reason=f"{impl.name} lacks {', '.join(missing)}"))
+            lacking = [c for c in mark.args if c in BACKEND_CAPABILITIES and c not in backend_caps]
+            if lacking:
+                reason = f"the {state.backend} backend lacks {', '.join(lacking)}"
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> str | None:

@@ -38,7 +38,7 @@ def state_dir() -> Path:
     return Path(os.environ.get("HARNESS_STATE_DIR", f"/tmp/redis-cluster-harness-{os.getuid()}"))
 
 
-def _proc_start_time(pid: int) -> str | None:
+def proc_start_time(pid: int) -> str | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -47,8 +47,18 @@ def _proc_start_time(pid: int) -> str | None:
 
 
 def _alive(pid: int, start_time: str | None) -> bool:
-    now = _proc_start_time(pid)
+    now = proc_start_time(pid)
     return now is not None and (start_time is None or now == start_time)
+
+
+def cleanup_run(run_dir: Path) -> None:
+    """Kill the run's processes and remove what its backends created outside the host's
+    process table (containers, networks), as marked in the run directory."""
+    kill_run_processes(run_dir)
+    if (run_dir / "uses-docker").exists():
+        from harness.backends.docker import remove_run_resources
+
+        remove_run_resources(run_dir.name)
 
 
 def kill_run_processes(run_dir: Path) -> list[int]:
@@ -68,7 +78,7 @@ def kill_run_processes(run_dir: Path) -> list[int]:
             started = marker.read_text().strip()
         except (ValueError, OSError):
             continue
-        if started and _proc_start_time(pid) == started:
+        if started and proc_start_time(pid) == started:
             _kill_group(pid)
             killed.append(pid)
     # A process started but not yet registered when the owner died still works inside the
@@ -117,7 +127,7 @@ def sweep_dead_runs(base: Path | None = None) -> list[str]:
             # No owner file: a run being created right now, or debris. Leave young ones.
             alive = time.time() - run_dir.stat().st_mtime < 60
         if not alive:
-            kill_run_processes(run_dir)
+            cleanup_run(run_dir)
             shutil.rmtree(run_dir, ignore_errors=True)
             swept.append(run_dir.name)
     return swept
@@ -136,7 +146,7 @@ class Run:
         self.dir = state_dir() / "runs" / self.id
         (self.dir / "pids").mkdir(parents=True)
         pid = os.getpid()
-        (self.dir / "owner").write_text(f"{pid} {_proc_start_time(pid)}")
+        (self.dir / "owner").write_text(f"{pid} {proc_start_time(pid)}")
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._pipe_w: int | None = None
         self._closed = False
@@ -170,9 +180,13 @@ class Run:
         """Environment for processes of this run (marks them for the sweep)."""
         return {**os.environ, RUN_ENV: self.id}
 
+    def mark(self, resource: str) -> None:
+        """Note that this run uses ``resource`` (e.g. "docker"), so cleanup covers it."""
+        (self.dir / f"uses-{resource}").touch()
+
     def register(self, pid: int) -> None:
         """Record a started process (the leader of its own process group)."""
-        (self.dir / "pids" / str(pid)).write_text(_proc_start_time(pid) or "")
+        (self.dir / "pids" / str(pid)).write_text(proc_start_time(pid) or "")
 
     def unregister(self, pid: int) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -183,7 +197,7 @@ class Run:
         if self._closed:
             return
         self._closed = True
-        kill_run_processes(self.dir)
+        cleanup_run(self.dir)
         if self._pipe_w is not None:
             with contextlib.suppress(OSError):
                 os.write(self._pipe_w, CLEAN_EXIT)  # tells the watchdog the owner is tidying up
@@ -210,7 +224,7 @@ def _watch(run_dir: Path, fd: int) -> None:
         if not data:
             break
         clean = clean or CLEAN_EXIT in data
-    kill_run_processes(run_dir)
+    cleanup_run(run_dir)
     if not clean:  # the owner died without closing: nobody else will remove the directory
         shutil.rmtree(run_dir, ignore_errors=True)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -11,6 +11,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from harness.errors import NotSupportedError
 from harness.impl import Implementation
 
 Persistence = Literal["none", "rdb", "aof"]
@@ -83,6 +84,7 @@ class Node(abc.ABC):
     port: int
     state: Literal["new", "running", "paused", "stopped"] = "new"
     node_id: str | None = None
+    backend_name: str = "?"
 
     @property
     def addr(self) -> str:
@@ -143,6 +145,23 @@ class Node(abc.ABC):
     def log_text(self, max_bytes: int = 20000) -> str:
         """The tail of the node's log."""
 
+    # -- network faults: backends that can cut links override these -----------------
+    def isolate(self) -> None:
+        """Cut the node off from every peer and client (it keeps running)."""
+        raise NotSupportedError(f"the {self.backend_name} backend cannot isolate nodes yet")
+
+    def rejoin(self) -> None:
+        """Undo :meth:`isolate`."""
+        raise NotSupportedError(f"the {self.backend_name} backend cannot isolate nodes yet")
+
+    def drop_from(self, peers: Sequence[Node]) -> None:
+        """Drop every packet that arrives at this node from ``peers``."""
+        raise NotSupportedError(f"the {self.backend_name} backend cannot drop packets yet")
+
+    def heal_drops(self) -> None:
+        """Remove every drop rule :meth:`drop_from` installed."""
+        raise NotSupportedError(f"the {self.backend_name} backend cannot drop packets yet")
+
     @property
     @abc.abstractmethod
     def description(self) -> str:
@@ -153,6 +172,8 @@ class Backend(abc.ABC):
     """Creates nodes and owns their lifetime."""
 
     name: str
+    #: what tests may ask of it with ``@pytest.mark.requires(...)``
+    capabilities: frozenset[str] = frozenset()
 
     @abc.abstractmethod
     def create_nodes(

@@ -26,6 +26,8 @@ from harness.runs import Run
 
 
 class LocalNode(Node):
+    backend_name = "local"
+
     def __init__(
         self, run: Run, impl: Implementation, cfg: NodeConfig, index: int, port: int, base: Path
     ):

@@ -158,6 +158,10 @@ class Holder:
         return f"exit {self.proc.poll()}; output:\n{self.output.read_text(errors='replace')}"
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_holder(box: Sandbox, *, new_session: bool = False) -> Holder:
     """Start a pytest whose test holds a 1-node cluster; return once the cluster is ready."""
     (box.dir / "test_hold.py").write_text(HOLDING_TEST)
@@ -173,6 +177,10 @@ def start_holder(box: Sandbox, *, new_session: bool = False) -> Holder:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=new_session,
+            # A terminal delivers Ctrl-C to a process that handles it; when this suite
+            # itself runs in the background (`cmd &`, nohup), SIGINT is inherited as
+            # ignored and Python would never raise KeyboardInterrupt.
+            preexec_fn=_default_sigint,
         )
     holder = Holder(proc, output, [])
     try:

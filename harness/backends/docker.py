@@ -1,0 +1,451 @@
+"""Docker backend: every node is a container on a network of its own cluster.
+
+Addresses. Each cluster gets one user-defined bridge network with a subnet the harness
+picks, and each node a fixed address on it, listening on 6379 (bus 16379). Nodes announce
+that address (they learn it from MEET), and the harness's clients connect to it directly:
+on Linux the Docker host routes to its bridge networks, so a client following ``MOVED``
+lands on exactly the node the cluster named, and node-to-node traffic never leaves the
+cluster network. Publishing ports on the host instead would make nodes announce host
+ports, route peer traffic through the host, and make network faults (disconnecting a
+node, dropping packets between two nodes) meaningless. The fixed address survives
+restarts and disconnect/reconnect, which the cluster needs to recognise the node.
+
+Data. Each node's directory on the host (config, ``nodes.conf``, RDB/AOF) is
+bind-mounted at ``/data``; it lives in the run directory, so restarts keep it and cleanup
+removes it. Logs are the container's output.
+
+Lifecycle. testcontainers creates and starts containers (labels, image checks); the docker
+SDK does what it lacks (pause, kill, restart, network connect/disconnect). Ryuk cannot be
+pulled here, so it is disabled; every container and network carries the run's labels and
+:func:`remove_run_resources` / :func:`sweep_dead_runs` take the place of the reaper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import redis
+import requests
+from docker.types import EndpointConfig
+
+from harness import images
+from harness.backends.base import Backend, Node, NodeConfig, render_config
+from harness.errors import HarnessError, NotReadyError, UsageError
+from harness.impl import Implementation, load_profiles, parse_version
+from harness.runs import Run, proc_start_time
+
+LABEL_RUN = "org.redis-cluster-harness.run"
+LABEL_OWNER = "org.redis-cluster-harness.owner"  # "<pid>:<start time>" of the harness process
+LABEL_CLUSTER = "org.redis-cluster-harness.cluster"
+PORT = 6379
+RULE_TAG = "redis-cluster-harness"
+SUBNET_POOL = ipaddress.ip_network("10.213.0.0/16")
+DOCKER_ERRORS = (docker.errors.DockerException, requests.RequestException)
+
+
+def _tc_container(image: str) -> Any:
+    from testcontainers.core.config import testcontainers_config
+    from testcontainers.core.container import DockerContainer
+
+    testcontainers_config.ryuk_disabled = True  # no registry to pull Ryuk from; we sweep
+    return DockerContainer(image)
+
+
+class DockerNode(Node):
+    backend_name = "docker"
+
+    def __init__(
+        self,
+        backend: DockerBackend,
+        impl: Implementation,
+        cfg: NodeConfig,
+        index: int,
+        ip: str,
+        base: Path,
+    ) -> None:
+        self.backend = backend
+        self.impl = impl
+        self.index = index
+        self.host = ip
+        self.port = PORT
+        self.dir = base / f"node-{index}"
+        self.dir.mkdir(parents=True)
+        (self.dir / "server.conf").write_text(
+            render_config(impl, cfg, port=PORT, bind="0.0.0.0", data_dir=images.DATA_DIR)
+        )
+        self.container: Any = None  # docker.models.containers.Container
+        self.state = "new"
+        self.isolated = False
+        self.dropped_from: set[str] = set()  # peer addresses whose packets this node drops
+
+    @property
+    def description(self) -> str:
+        cid = self.container.short_id if self.container is not None else "-"
+        return f"{self.name} {self.addr} (container {cid}, dir {self.dir})"
+
+    def _create(self) -> None:
+        be = self.backend
+        tc = (
+            _tc_container(be.image)
+            .with_volume_mapping(str(self.dir), images.DATA_DIR, "rw")
+            .with_command([f"{images.DATA_DIR}/server.conf"])
+            .with_name(f"rch-{be.run.id[-6:]}-{be.cluster_id}-{self.name}")
+            .with_kwargs(
+                entrypoint=[be.server],
+                labels=be.labels(),
+                network=be.network_name,
+                networking_config={
+                    be.network_name: EndpointConfig(be.client.api._version, ipv4_address=self.host)
+                },
+                hostname=self.name,
+                working_dir=images.DATA_DIR,
+                stop_signal="SIGTERM",
+            )
+        )
+        try:
+            tc.start()
+        except DOCKER_ERRORS as exc:
+            raise HarnessError(
+                f"cannot start {self.name} from {be.image}: {images._reason(exc)}"
+            ) from exc
+        self.container = tc.get_wrapped_container()
+
+    def _docker(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.container is None:
+            raise HarnessError(f"{self.name} {self.addr} has no container")
+        try:
+            return fn(*args, **kwargs)
+        except DOCKER_ERRORS as exc:
+            raise HarnessError(f"{what} {self.name} {self.addr}: {images._reason(exc)}") from exc
+
+    def start(self) -> None:
+        if self.container is None:
+            self._create()
+        else:
+            self.container.reload()
+            if self.container.status == "running":
+                raise HarnessError(f"{self.name} {self.addr} is already running")
+            self._docker("start", self.container.start)
+        self.state = "running"
+
+    def wait_answering(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        client = self.client(timeout=0.5)
+        last = "no answer yet"
+        try:
+            while True:
+                try:
+                    if client.execute_command("PING") in ("PONG", True):  # type: ignore[no-untyped-call]
+                        return
+                except redis.exceptions.RedisError as exc:
+                    last = str(exc)
+                self.container.reload()
+                if self.container.status in ("exited", "dead"):
+                    code = self.container.attrs["State"].get("ExitCode")
+                    self.state = "stopped"
+                    raise HarnessError(
+                        f"{self.name} {self.addr} exited at start-up (code {code}): {self._reason()}"
+                    )
+                if time.monotonic() >= deadline:
+                    raise NotReadyError(
+                        f"{self.name} {self.addr} does not answer PING after {timeout:.0f}s: {last}"
+                    )
+                time.sleep(0.01)
+        finally:
+            client.close()
+
+    def _reason(self) -> str:
+        lines = [ln for ln in self.log_text(4000).splitlines() if ln.strip()]
+        fatal = [
+            ln
+            for ln in lines
+            if any(w in ln for w in ("FATAL", "Bad directive", ">>>", "rror", "Could not"))
+        ]
+        return " | ".join((fatal or lines)[-3:]) or "no output"
+
+    def kill(self) -> None:
+        self._docker("kill", self.container.kill, signal="SIGKILL")
+        self._wait_status({"exited", "dead"}, 10)
+        self.state = "stopped"
+
+    def pause(self) -> None:
+        self._docker("pause", self.container.pause)
+        self.state = "paused"
+
+    def resume(self) -> None:
+        self._docker("resume", self.container.unpause)
+        self.state = "running"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.state == "paused":
+            self.resume()
+        self._docker("stop", self.container.stop, timeout=int(max(1, timeout)))
+        self.state = "stopped"
+
+    def _wait_status(self, wanted: set[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.container.reload()
+            if self.container.status in wanted:
+                return
+            if time.monotonic() >= deadline:
+                raise NotReadyError(
+                    f"{self.name}: container status {self.container.status}, wanted {wanted}"
+                )
+            time.sleep(0.01)
+
+    def log_text(self, max_bytes: int = 20000) -> str:
+        if self.container is None:
+            return ""
+        with contextlib.suppress(*DOCKER_ERRORS):
+            data: bytes = self.container.logs(stdout=True, stderr=True, tail=2000)
+            return data[-max_bytes:].decode(errors="replace")
+        return ""
+
+    # -- network faults (docker only until the local backend has namespaces) -----------
+    def isolate(self) -> None:
+        """Disconnect the node from its cluster network: no peer and no client reaches it."""
+        net = self.backend.network
+        self._docker("disconnect", net.disconnect, self.container, force=True)
+        self.isolated = True
+
+    def rejoin(self) -> None:
+        """Reconnect with the same address (peers know the node by it)."""
+        net = self.backend.network
+        self._docker("reconnect", net.connect, self.container, ipv4_address=self.host)
+        self.isolated = False
+
+    def drop_from(self, peers: Sequence[Node]) -> None:
+        for peer in peers:
+            if peer.host in self.dropped_from or peer is self:
+                continue
+            self.iptables(
+                "-I", "INPUT", "-s", peer.host, "-j", "DROP", "-m", "comment", "--comment", RULE_TAG
+            )
+            self.dropped_from.add(peer.host)
+
+    def heal_drops(self) -> None:
+        for host in sorted(self.dropped_from):
+            if self.state != "stopped":  # a restarted container has a fresh namespace: no rule
+                self.iptables(
+                    "-D",
+                    "INPUT",
+                    "-s",
+                    host,
+                    "-j",
+                    "DROP",
+                    "-m",
+                    "comment",
+                    "--comment",
+                    RULE_TAG,
+                    check=False,
+                )
+            self.dropped_from.discard(host)
+
+    def netns_pid(self) -> int:
+        self.container.reload()
+        pid = int(self.container.attrs["State"].get("Pid") or 0)
+        if not pid:
+            raise HarnessError(
+                f"{self.name} {self.addr} is not running; cannot reach its network namespace"
+            )
+        return pid
+
+    def iptables(self, *args: str, check: bool = True) -> None:
+        """Run the host's iptables inside this container's network namespace, so node
+        images need no iptables of their own."""
+        cmd = ["nsenter", "-t", str(self.netns_pid()), "-n", "iptables", "-w", *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+        if proc.returncode != 0 and check:
+            raise HarnessError(
+                f"{' '.join(cmd)} failed: {proc.stderr.strip() or proc.stdout.strip()}"
+            )
+
+
+class DockerBackend(Backend):
+    """Nodes as containers on a per-cluster network; images built or given."""
+
+    name = "docker"
+    capabilities = frozenset({"network_faults"})
+
+    def __init__(self, run: Run | None = None) -> None:
+        self.run = run or Run.current()
+        self.client = images.docker_client()
+        self.run.mark("docker")  # the watchdog and the sweep then also clean up containers
+        sweep_dead_runs(self.client)
+        self.image = ""
+        self.server = ""
+        self.cluster_id = ""
+        self.network: Any = None
+        self.network_name = ""
+        self.nodes: list[DockerNode] = []
+
+    def labels(self) -> dict[str, str]:
+        pid = os.getpid()
+        return {
+            LABEL_RUN: self.run.id,
+            LABEL_OWNER: f"{pid}:{proc_start_time(pid)}",
+            LABEL_CLUSTER: self.cluster_id,
+        }
+
+    def _make_network(self) -> None:
+        used = set()
+        with contextlib.suppress(*DOCKER_ERRORS):
+            for net in self.client.networks.list():
+                for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
+                    with contextlib.suppress(ValueError, KeyError):
+                        used.add(ipaddress.ip_network(cfg["Subnet"]))
+        name = f"rch-{self.run.id[-6:]}-{self.cluster_id}"
+        for subnet in SUBNET_POOL.subnets(new_prefix=24):
+            if any(subnet.overlaps(u) for u in used):
+                continue
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
+            try:
+                self.network = self.client.networks.create(
+                    name, driver="bridge", ipam=ipam, labels=self.labels(), check_duplicate=True
+                )
+            except docker.errors.APIError as exc:
+                if "overlap" in str(exc).lower():
+                    continue  # taken meanwhile by another run
+                raise HarnessError(f"cannot create network {name}: {images._reason(exc)}") from exc
+            self.network_name = name
+            self.subnet = subnet
+            return
+        raise HarnessError(
+            f"no free /24 left in {SUBNET_POOL} for a cluster network; remove unused networks"
+        )
+
+    def create_nodes(
+        self, impl: Implementation, cfg: NodeConfig, count: int, ports: list[int] | None = None
+    ) -> list[Node]:
+        if ports:
+            raise UsageError(
+                "fixed ports are for the local backend; docker nodes listen on 6379 at their own address"
+            )
+        if self.network is not None:
+            raise HarnessError(
+                "a DockerBackend runs one cluster; create another backend for another cluster"
+            )
+        self.image, self.server = resolve_image(self.client, impl)
+        self.cluster_id = os.urandom(3).hex()
+        self._make_network()
+        base = Path(tempfile.mkdtemp(prefix="cluster-", dir=self.run.dir))
+        hosts = list(self.subnet.hosts())[1:]  # .1 is the bridge's gateway
+        nodes = [DockerNode(self, impl, cfg, i, str(hosts[i]), base) for i in range(count)]
+        self.nodes.extend(nodes)
+        for n in nodes:
+            n.start()
+        for n in nodes:
+            n.wait_answering(timeout=30)
+        return list(nodes)
+
+    def close(self) -> None:
+        remove_resources(self.client, {LABEL_RUN: self.run.id, LABEL_CLUSTER: self.cluster_id})
+        self.nodes.clear()
+        self.network = None
+
+
+def resolve_image(client: Any, impl: Implementation) -> tuple[str, str]:
+    """(image, server executable inside it) for ``impl``: its ``--image`` (identified by
+    :func:`identify_image`), or one built from its binary and reused while unchanged."""
+    if impl.image is not None:
+        return impl.image, impl.binary
+    ref = images.image_for_binary(impl.binary)
+    return ref, f"{images.BIN_DIR}/{Path(impl.binary).name}"
+
+
+def identify_image(image: str, profile_name: str | None = None) -> Implementation:
+    """The implementation inside ``image`` (``--image``): its servers' ``--version``."""
+    client = images.docker_client()
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise UsageError(
+            f"--image {image}: not found locally and there is no registry to pull from; "
+            "build one with `python -m harness image build`"
+        ) from None
+    except DOCKER_ERRORS as exc:
+        raise HarnessError(f"--image {image}: {images._reason(exc)}") from exc
+    profiles = load_profiles()
+    if profile_name is not None and profile_name not in profiles:
+        raise UsageError(
+            f"--impl {profile_name}: unknown implementation; known: {', '.join(sorted(profiles))}"
+        )
+    candidates = [profiles[profile_name]] if profile_name else list(profiles.values())
+    names = dict.fromkeys(
+        s.partition(":")[2] if ":" in s else s for p in candidates for s in p.binaries
+    )
+    seen = []
+    for name in names:
+        try:
+            code, out = images._run_once(client, image, ["--version"], entrypoint=[name])
+        except HarnessError:
+            continue
+        text = out.strip().splitlines()[0] if out.strip() else ""
+        m = text.split(" server v=")
+        if code != 0 or len(m) != 2:
+            continue
+        flavor, version = m[0].lower(), parse_version(m[1])
+        seen.append(f"{name}: {text[:60]}")
+        for p in candidates:
+            if p.matches(flavor, version):
+                return Implementation(p, name, flavor, version, text, image=image)
+    what = f" for {profile_name}" if profile_name else ""
+    found = "; ".join(seen) or "no redis-server/valkey-server that runs"
+    raise UsageError(f"--image {image}: no server{what} in it matches a profile ({found})")
+
+
+def remove_resources(client: Any, labels: dict[str, str]) -> None:
+    """Remove containers, then networks, carrying all of ``labels``."""
+    filters = {"label": [f"{k}={v}" for k, v in labels.items() if v]}
+    with contextlib.suppress(*DOCKER_ERRORS):
+        for c in client.containers.list(all=True, filters=filters):
+            with contextlib.suppress(*DOCKER_ERRORS):
+                c.remove(force=True, v=True)
+    with contextlib.suppress(*DOCKER_ERRORS):
+        for net in client.networks.list(filters=filters):
+            with contextlib.suppress(*DOCKER_ERRORS):
+                net.remove()
+
+
+def remove_run_resources(run_id: str) -> None:
+    """Everything of one run (called by the watchdog when the owner died)."""
+    with contextlib.suppress(HarnessError):
+        remove_resources(images.docker_client(), {LABEL_RUN: run_id})
+
+
+def _owner_alive(owner: str) -> bool:
+    pid_s, _, start = owner.partition(":")
+    try:
+        now = proc_start_time(int(pid_s))
+    except ValueError:
+        return False
+    return now is not None and now == start
+
+
+def sweep_dead_runs(client: Any) -> list[str]:
+    """Remove containers and networks of runs whose owner process is gone."""
+    dead: set[str] = set()
+    with contextlib.suppress(*DOCKER_ERRORS):
+        objs: Iterable[Any] = [
+            *client.containers.list(all=True, filters={"label": LABEL_RUN}),
+            *client.networks.list(filters={"label": LABEL_RUN}),
+        ]
+        for obj in objs:
+            labels = obj.attrs.get("Labels") or (obj.attrs.get("Config") or {}).get("Labels") or {}
+            run_id = labels.get(LABEL_RUN)
+            if run_id and not _owner_alive(labels.get(LABEL_OWNER, "")):
+                dead.add(run_id)
+    for run_id in dead:
+        remove_resources(client, {LABEL_RUN: run_id})
+    return sorted(dead)
