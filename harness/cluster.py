@@ -203,8 +203,9 @@ class Cluster:
 
     # -- observation -------------------------------------------------------------
     def live_nodes(self) -> list[Node]:
-        """Nodes the harness believes are serving (not killed, stopped or paused)."""
-        return [n for n in self.nodes if n.state == "running"]
+        """Nodes the harness believes are serving and reachable (not killed, stopped,
+        paused or isolated)."""
+        return [n for n in self.nodes if n.state == "running" and not n.isolated]
 
     def view(self, node: Node, with_shards: bool = True) -> NodeView:
         with node.client(timeout=2.0) as c:
@@ -221,8 +222,8 @@ class Cluster:
         views = []
         unreachable: dict[str, str] = {}
         for n in nodes if nodes is not None else self.nodes:
-            if n.state != "running":
-                unreachable[n.addr] = n.state
+            if n.state != "running" or n.isolated:
+                unreachable[n.addr] = "isolated" if n.isolated else n.state
                 continue
             try:
                 views.append(self.view(n, with_shards))
@@ -310,6 +311,54 @@ class Cluster:
         if owner is None:
             raise HarnessError(f"slot {slot} is unassigned as {view.observer} sees it")
         return self.node_by_id(owner)
+
+    # -- probes for wait_for: (done, what was seen) -----------------------------------
+    def first_slot(self, master: Node) -> int:
+        """The first slot ``master`` owns (by its own view)."""
+        me = self.view(master, with_shards=False).myself
+        if me is None or not me.slots:
+            raise HarnessError(f"{master.addr} owns no slots")
+        return me.slots[0][0]
+
+    @staticmethod
+    def probe_write(node: Node, key: str, value: str = "probe") -> tuple[bool, str]:
+        """Does ``node`` itself accept a write for ``key`` (no MOVED, no CLUSTERDOWN)?"""
+        try:
+            node.call("SET", key, value, timeout=0.5)
+            return True, "ok"
+        except redis.exceptions.RedisError as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+
+    def probe_replica_of(self, node: Node, master: Node) -> tuple[bool, str]:
+        """Is ``node`` a replica of ``master`` with its sync finished?"""
+        entry = self.view(node, with_shards=False).myself
+        rep = self.replication_info(node)
+        ok = (
+            entry is not None
+            and entry.master_id == master.node_id
+            and rep.get("master_link_status") == "up"
+            and rep.get("master_sync_in_progress") == "0"
+        )
+        flags = sorted(entry.flags) if entry else None
+        master_id = entry.master_id if entry else None
+        return (
+            ok,
+            f"{node.addr}: flags={flags} master={master_id} link={rep.get('master_link_status')}",
+        )
+
+    def probe_healthy(self) -> tuple[bool, str]:
+        """Do the live nodes pass every topology check?"""
+        verdict = healthy(self.snapshot(self.live_nodes()))
+        return verdict.ok, str(verdict)
+
+    def probe_flagged_failed(self, node: Node) -> tuple[bool, str]:
+        """Does every other live node flag ``node`` as failed?"""
+        others = [n for n in self.live_nodes() if n is not node]
+        flags = {}
+        for v in self.snapshot(others, with_shards=False).views:
+            entry = v.by_id().get(node.node_id or "")
+            flags[v.observer] = sorted(entry.flags) if entry else ["unknown"]
+        return bool(flags) and all("fail" in f for f in flags.values()), str(flags)
 
     # -- clients --------------------------------------------------------------------
     def client(self, **kwargs: Any) -> RedisCluster:

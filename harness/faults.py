@@ -116,7 +116,7 @@ class Faults:
     def heal(self) -> Event:
         """Remove every packet drop and reconnect every isolated node."""
         for node in self.cluster.nodes:
-            if getattr(node, "isolated", False):
+            if node.isolated:
                 node.rejoin()
             if getattr(node, "dropped_from", None):
                 node.heal_drops()

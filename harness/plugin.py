@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import re
-import shutil
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -326,9 +325,8 @@ def pytest_runtest_makereport(
                 report.sections.append((f"node {n.name} {n.addr} log (tail)", text))
                 try:
                     logdir.mkdir(parents=True, exist_ok=True)
-                    path = getattr(n, "log_path", None)
-                    if isinstance(path, Path) and path.exists():
-                        shutil.copyfile(path, logdir / f"cluster{ci}-{n.name}-{n.port}.log")
+                    name = f"cluster{ci}-{n.name}-{n.port}.log"
+                    (logdir / name).write_text(n.log_text(10_000_000))
                 except OSError:
                     pass
             events = "\n".join(f"{e.t_ns} {e.action} {e.node} {e.detail}" for e in c.events)

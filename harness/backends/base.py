@@ -85,6 +85,7 @@ class Node(abc.ABC):
     state: Literal["new", "running", "paused", "stopped"] = "new"
     node_id: str | None = None
     backend_name: str = "?"
+    isolated: bool = False  # cut off from the cluster network by a fault
 
     @property
     def addr(self) -> str:
