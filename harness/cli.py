@@ -49,7 +49,7 @@ def _impl_args(p: argparse.ArgumentParser) -> None:
         "--impl", metavar="NAME", help="implementation profile, e.g. redis-7.0, valkey-8.0"
     )
     p.add_argument("--impl-binary", metavar="PATH", help="server executable or wrapper script")
-    p.add_argument("--backend", choices=AVAILABLE, default="local", help="where nodes run")
+    p.add_argument("--backend", default="local", help=f"where nodes run: {', '.join(AVAILABLE)}")
     p.add_argument(
         "--image", metavar="NAME:TAG", help="docker backend: a local image holding the server"
     )
@@ -154,7 +154,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     get_backend(args.backend)
     # fail fast, in one line, before pytest starts
-    resolve_implementation(args.impl, args.impl_binary, args.image, args.backend)
+    impl = resolve_implementation(args.impl, args.impl_binary, args.image, args.backend)
+    if args.backend == "docker":
+        from harness.backends.docker import preflight
+
+        preflight(impl)
     suites_root = ROOT / "suites"
     paths = [str(suites_root / s) for s in SUITES[args.suite]]
     missing = [p for p in paths if not Path(p).is_dir()]

@@ -29,6 +29,15 @@ class Faults:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
 
+    @contextmanager
+    def _undo_record_on_error(self, ev: Event) -> Iterator[None]:
+        """A fault that could not be applied must not appear on the timeline."""
+        try:
+            yield
+        except BaseException:
+            self.cluster.events.remove(ev)
+            raise
+
     def kill(self, node: Node) -> Event:
         """SIGKILL the node: no shutdown, no final save, sockets reset."""
         ev = self.cluster.record("kill", node.addr)
@@ -86,7 +95,8 @@ class Faults:
     def isolate(self, node: Node) -> Event:
         """Cut ``node`` off from its peers and clients; it keeps running."""
         ev = self.cluster.record("isolate", node.addr)
-        node.isolate()
+        with self._undo_record_on_error(ev):
+            node.isolate()
         return ev
 
     def rejoin(self, node: Node) -> Event:
@@ -109,8 +119,9 @@ class Faults:
         ev = self.cluster.record(
             "drop", ",".join(n.addr for n in dst), "from " + ",".join(n.addr for n in src)
         )
-        for target in dst:
-            target.drop_from([s for s in src if s is not target])
+        with self._undo_record_on_error(ev):
+            for target in dst:
+                target.drop_from([s for s in src if s is not target])
         return ev
 
     def heal(self) -> Event:

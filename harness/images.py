@@ -42,7 +42,6 @@ import docker.errors
 import requests
 
 from harness.errors import HarnessError
-from harness.runs import state_dir
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +164,12 @@ def build_from_binary(binary: str, tag: str | None = None) -> str:
     ``redis-check-rdb``, and the program picks its mode from ``argv[0]``.
     """
     pkg = inspect_binary(binary)
+    wanted = tag or pkg.default_tag
     with contextlib.closing(docker_client()) as client, _build_lock(f"binary:{pkg.sha256}"):
-        return _build_binary_image(client, pkg, tag or pkg.default_tag)
+        found = _find_image(client, {SHA_LABEL: pkg.sha256, EXECUTABLE_LABEL: pkg.name}, wanted)
+        if found == wanted:  # already built from this very binary under this name
+            return found
+        return _build_binary_image(client, pkg, wanted)
 
 
 def image_for_binary(binary: str) -> str:
@@ -549,7 +552,8 @@ def _find_image(client: Any, labels: Mapping[str, str], preferred_tag: str) -> s
 @contextlib.contextmanager
 def _build_lock(key: str) -> Iterator[None]:
     """Serialise builds of the same image by parallel harness processes."""
-    d = state_dir() / "images"
+    # Not under HARNESS_STATE_DIR: runs with different state dirs share the daemon.
+    d = Path(f"/tmp/redis-cluster-harness-{os.getuid()}") / "images"
     d.mkdir(parents=True, exist_ok=True)
     name = hashlib.sha256(key.encode()).hexdigest()[:16]
     fd = os.open(d / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)

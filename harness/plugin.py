@@ -178,6 +178,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     state.used = True
     try:
         impl = state.implementation()
+        if state.backend == "docker":
+            from harness.backends.docker import preflight
+
+            preflight(impl)
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
     backend_caps = get_backend(state.backend).capabilities
@@ -283,7 +287,7 @@ def cluster_factory(
             spec = ClusterSpec(**kwargs)
             c = Cluster.start(harness_impl, spec, backend=harness_state.backend, ports=ports)
         except HarnessError as exc:  # the message says it all; a traceback through us does not help
-            pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+            raise pytest.fail.Exception(f"{type(exc).__name__}: {exc}", pytrace=False) from None
         clusters.append(c)
         if len(clusters) == 1:
             Metrics(request.node).record("bringup_ms", c.bringup_ms)

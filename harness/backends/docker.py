@@ -355,6 +355,14 @@ class DockerBackend(Backend):
         self.network = None
 
 
+def preflight(impl: Implementation) -> None:
+    """Check Docker and the binary once, before any test runs, so a problem is one line
+    rather than an error per test."""
+    images.docker_client().close()
+    if impl.image is None:
+        images.inspect_binary(impl.binary)
+
+
 def resolve_image(client: Any, impl: Implementation) -> tuple[str, str]:
     """(image, server executable inside it) for ``impl``: its ``--image`` (identified by
     :func:`identify_image`), or one built from its binary and reused while unchanged."""

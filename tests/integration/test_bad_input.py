@@ -253,7 +253,6 @@ RUN_CASES = [
     (["--node-timeout", "5"], ["--node-timeout", "50..600000", "got 5"]),
     (["--seed", "x"], ["--seed", "'x'", "whole number"]),
     (["--backend", "nope"], ["--backend nope", "unknown backend", "local"]),
-    (["--backend", "docker"], ["--backend docker", "not yet available"]),
 ]
 
 
@@ -354,7 +353,6 @@ PYTEST_CASES = [
     (["--node-timeout", "5"], ["--node-timeout 5", "50..600000"]),
     (["--seed", "x"], ["--seed 'x'", "whole number"]),
     (["--backend", "nope"], ["--backend nope", "unknown backend"]),
-    (["--backend", "docker"], ["--backend docker", "not yet available"]),
 ]
 
 

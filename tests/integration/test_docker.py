@@ -1,0 +1,887 @@
+"""The docker backend on real containers: bring-up, process and network faults, the
+pytest marker for network faults, leak-proofing, bad input and the image CLI.
+
+Every container and network the harness creates carries ``org.redis-cluster-harness.run``
+and ``org.redis-cluster-harness.owner=<pid>:<start time>``. Tests that run the harness in
+a subprocess (own ``HARNESS_STATE_DIR``, unique ``LEAKTEST`` marker in its environment)
+look for leftovers by that subprocess's run id and owner label with ``docker ps -a`` and
+``docker network ls``, so clusters of other harness runs on the same daemon never count.
+In-process tests check the same for this process after each test. The whole module is
+skipped when Docker is not reachable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from harness import Cluster, ClusterSpec, checkers, key_for_slot, key_slot
+from harness import impl as impls
+from harness.backends import Node
+from harness.cluster import Event
+from harness.errors import HarnessError, NotSupportedError
+from harness.impl import Implementation
+from harness.runs import proc_start_time
+from harness.wait import wait_for
+
+try:
+    from harness import images
+    from harness.backends.docker import LABEL_OWNER, LABEL_RUN, PORT, RULE_TAG, remove_resources
+
+    images.docker_client().close()
+except (ImportError, HarnessError) as exc:
+    pytest.skip(f"needs a reachable Docker: {exc}", allow_module_level=True)
+
+START_TIMEOUT = 90.0  # an inner pytest until its cluster is ready (normally ~3 s)
+GONE_TIMEOUT = 15.0  # how long the watchdog or a sweep may take to remove a run
+RUN_TIMEOUT = 120  # a whole `python -m harness ...` or inner pytest
+REJOIN_TIMEOUT = 30.0  # a healed node back as a synced replica (normally ~2 s)
+INTERRUPTED = 2  # pytest.ExitCode.INTERRUPTED
+CLI_ERROR = re.compile(r"^(harness: error: .+|python -m harness \w+: error: .+ \(see --help\))$")
+
+
+# -- helpers: docker, clusters --------------------------------------------------------------
+
+
+def docker_names(kind: str, label: str) -> list[str]:
+    """Names of containers (``docker ps -a``) or networks (``docker network ls``) that carry
+    ``label`` (``KEY=VALUE``)."""
+    if kind == "container":
+        cmd = ["docker", "ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}"]
+    else:
+        cmd = ["docker", "network", "ls", "--filter", f"label={label}", "--format", "{{.Name}}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
+    return out.stdout.split()
+
+
+def labelled(*labels: str) -> list[str]:
+    """Every container and network carrying any of ``labels``."""
+    found = {
+        f"{kind} {name}"
+        for label in labels
+        for kind in ("container", "network")
+        for name in docker_names(kind, label)
+    }
+    return sorted(found)
+
+
+def owner_label(pid: int, start: str | None) -> str:
+    return f"{LABEL_OWNER}={pid}:{start}"
+
+
+MY_OWNER = owner_label(os.getpid(), proc_start_time(os.getpid()))
+
+
+@pytest.fixture(autouse=True)
+def nothing_of_this_process_left() -> Iterator[None]:
+    """After each test: no container or network owned by this pytest process."""
+    yield
+    left = labelled(MY_OWNER)
+    if left:
+        with contextlib.closing(images.docker_client()) as client:
+            remove_resources(client, {LABEL_OWNER: MY_OWNER.partition("=")[2]})
+    assert not left, f"left behind by this process: {left}"
+
+
+@pytest.fixture(scope="module")
+def one_impl() -> Implementation:
+    """One installed verified implementation, for tests that do not compare them."""
+    for name in ("redis-7.0", "valkey-8.0", "redis-6.2"):
+        found = impls.available(name)
+        if found is not None:
+            return found
+    pytest.skip("no verified server is installed (run scripts/setup-system.sh)")
+
+
+def container(node: Node) -> Any:
+    """The node's container, freshly inspected."""
+    c = node.container  # type: ignore[attr-defined]
+    c.reload()
+    return c
+
+
+def container_ip(cluster: Cluster, node: Node) -> str | None:
+    nets = container(node).attrs["NetworkSettings"]["Networks"] or {}
+    entry = nets.get(cluster.backend.network_name)  # type: ignore[attr-defined]
+    return entry["IPAddress"] if entry else None
+
+
+def input_rules(node: Node) -> str:
+    """``iptables -S INPUT`` in the node's network namespace."""
+    pid = container(node).attrs["State"]["Pid"]
+    assert pid, f"{node.name} has no running process"
+    cmd = ["nsenter", "-t", str(pid), "-n", "iptables", "-w", "-S", "INPUT"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+def harness_rules(node: Node) -> list[str]:
+    return [ln for ln in input_rules(node).splitlines() if RULE_TAG in ln]
+
+
+def dropped_packets(node: Node, source: Node) -> int:
+    """Packets the harness's DROP rule for ``source`` has dropped at ``node``."""
+    pid = container(node).attrs["State"]["Pid"]
+    cmd = ["nsenter", "-t", str(pid), "-n", "iptables", "-w", "-L", "INPUT", "-v", "-x", "-n"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
+    for line in out.splitlines():
+        fields = line.split()
+        if RULE_TAG in line and "DROP" in fields and source.host in fields:
+            return int(fields[0])
+    raise AssertionError(f"no drop rule for {source.host} at {node.name}:\n{out}")
+
+
+def flagged_fail_by(cluster: Cluster, target: Node, observers: list[Node]) -> tuple[bool, str]:
+    """Does every observer flag ``target`` as failed?"""
+    flags = {}
+    for o in observers:
+        entry = cluster.view(o, with_shards=False).by_id().get(target.node_id or "")
+        flags[o.name] = sorted(entry.flags) if entry else ["unknown"]
+    return all("fail" in f for f in flags.values()), str(flags)
+
+
+def serves_slots(cluster: Cluster, node: Node, slots: tuple[Any, ...]) -> tuple[bool, str]:
+    """Is ``node`` a master owning ``slots`` by its own view?"""
+    me = cluster.view(node, with_shards=False).myself
+    ok = me is not None and me.is_master and me.slots == slots
+    return ok, f"{node.name}: {sorted(me.flags) if me else None} slots {me.slots if me else None}"
+
+
+def replica_of(cluster: Cluster, node: Node, master: Node) -> tuple[bool, str]:
+    """Is ``node`` a replica of ``master`` with its sync finished?"""
+    me = cluster.view(node, with_shards=False).myself
+    rep = cluster.replication_info(node)
+    ok = (
+        me is not None
+        and me.is_replica
+        and me.master_id == master.node_id
+        and rep.get("master_link_status") == "up"
+        and rep.get("master_sync_in_progress") == "0"
+    )
+    flags = sorted(me.flags) if me else None
+    return ok, f"{node.name}: {flags} of {me.master_id if me else None}, {rep}"
+
+
+def left_of(ev: Event, bound_s: float) -> float:
+    """Seconds left of ``bound_s`` counted from the fault ``ev``."""
+    return max(0.1, bound_s - (time.monotonic_ns() - ev.t_ns) / 1e9)
+
+
+def initial_replica(cluster: Cluster, master: Node) -> Node:
+    return next(r for r in cluster.initial_replicas if cluster.initial_master_of(r) is master)
+
+
+# -- 1. bring-up ------------------------------------------------------------------------------
+
+
+def test_bringup_on_containers(any_impl: Implementation) -> None:
+    spec = ClusterSpec(masters=3, replicas=1, node_timeout_ms=1000)
+    with Cluster.start(any_impl, spec, backend="docker") as c:
+        assert c.backend.name == "docker"
+        snap = c.snapshot()
+        verdict = checkers.healthy(snap)
+        assert verdict.ok, f"{verdict}\n{snap.describe()}"
+
+        # Every node is its own container at its own address on the cluster network,
+        # listening on 6379, and the cluster knows it by that address.
+        net = c.backend.network_name  # type: ignore[attr-defined]
+        hosts = [n.host for n in c.nodes]
+        assert len(set(hosts)) == len(c.nodes), hosts
+        assert len({container(n).id for n in c.nodes}) == len(c.nodes)
+        for n in c.nodes:
+            assert n.port == PORT == 6379
+            assert container(n).status == "running"
+            assert container_ip(c, n) == n.host, (
+                f"{n.name}: {container(n).attrs['NetworkSettings']}"
+            )
+            assert not n.host.startswith("127."), n.host
+            labels = container(n).labels
+            assert labels[LABEL_RUN] == c.backend.run.id  # type: ignore[attr-defined]
+            assert f"{LABEL_OWNER}={labels[LABEL_OWNER]}" == MY_OWNER
+        announced = {e.addr for e in c.view(c.nodes[0], with_shards=False).nodes}
+        assert announced == {n.addr for n in c.nodes}, announced
+        assert docker_names("network", MY_OWNER) == [net]
+
+        # A node redirects to the owner's container address ...
+        slot = 16000
+        owner = c.owner_of_slot(slot)
+        other = next(m for m in c.initial_masters if m is not owner)
+        with pytest.raises(redis.exceptions.MovedError) as moved:
+            other.call("GET", key_for_slot(slot, prefix="moved:"))
+        assert (moved.value.slot_id, moved.value.node_addr) == (slot, (owner.host, PORT))
+
+        # ... and a cluster client reaches every master there.
+        client = c.client()
+        keys = [f"key:{i}" for i in range(200)]
+        for k in keys:
+            assert client.set(k, f"v-{k}")
+        owners = {c.owner_of_slot(key_slot(k)).name for k in keys}
+        assert owners == {m.name for m in c.initial_masters}, owners
+        assert [client.get(k) for k in keys] == [f"v-{k}" for k in keys]
+        assert sum(int(m.call("DBSIZE")) for m in c.initial_masters) == len(keys)  # type: ignore[call-overload]
+
+
+# -- 2. process faults --------------------------------------------------------------------
+
+
+def test_process_faults_on_containers(one_impl: Implementation) -> None:
+    spec = ClusterSpec(masters=1, replicas=0, persistence="aof")
+    with Cluster.start(one_impl, spec, backend="docker") as c:
+        (n,) = c.nodes
+        faults = c.faults
+        cid, node_id = container(n).id, n.node_id
+
+        def same_container() -> None:
+            assert container(n).id == cid
+            assert container(n).status == "running"
+            assert container_ip(c, n) == n.host
+            assert n.call("CLUSTER", "MYID") == node_id
+            assert (n.dir / "nodes.conf").is_file()  # type: ignore[attr-defined]
+
+        def value_of(key: str) -> tuple[bool, object]:
+            value = n.call("GET", key, timeout=0.5)  # CLUSTERDOWN until the state is ok
+            return value is not None, value
+
+        # acknowledged before any fault (appendfsync always): must survive all of them
+        assert n.call("SET", "acked", "kept") == "OK"
+
+        # pause: the container is frozen and PING times out; resume undoes it
+        faults.pause(n)
+        assert n.state == "paused" and container(n).status == "paused"
+        with pytest.raises(redis.exceptions.TimeoutError):
+            n.call("PING", timeout=0.3)
+        faults.resume(n)
+        assert n.state == "running" and container(n).status == "running"
+        assert n.call("PING") == "PONG"
+
+        # kill: the container exits by SIGKILL; start brings back the same one
+        faults.kill(n)
+        assert n.state == "stopped"
+        assert container(n).status == "exited"
+        assert container(n).attrs["State"]["ExitCode"] == 137
+        with pytest.raises((redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+            n.call("PING", timeout=0.5)
+        faults.start(n)
+        same_container()
+
+        # crash_restart with AOF: the acknowledged write is still there
+        faults.crash_restart(n)
+        same_container()
+        assert wait_for(lambda: value_of("acked"), 15, "key after crash_restart") == "kept"
+
+        # stop: graceful, exit status 0; start and restart keep container, address and data
+        faults.stop(n)
+        assert n.state == "stopped"
+        assert container(n).status == "exited"
+        assert container(n).attrs["State"]["ExitCode"] == 0
+        faults.start(n)
+        same_container()
+        faults.restart(n)
+        same_container()
+        assert wait_for(lambda: value_of("acked"), 15, "key after restart") == "kept"
+
+        with pytest.raises(HarnessError, match="running; stop or kill it"):
+            faults.start(n)
+        actions = [e.action for e in c.events]
+        for a in ("pause", "resume", "kill", "start", "stop"):
+            assert a in actions, actions
+        c.wait_ready(20)
+        assert c.check().ok
+
+
+# -- 3. network faults ----------------------------------------------------------------------
+
+
+def test_isolated_master_fails_over_and_rejoins_as_replica(one_impl: Implementation) -> None:
+    spec = ClusterSpec(masters=3, replicas=1, node_timeout_ms=1000)
+    with Cluster.start(one_impl, spec, backend="docker") as c:
+        master = c.initial_masters[0]
+        replica = initial_replica(c, master)
+        others = [n for n in c.nodes if n is not master]
+        slots = c.view(master, with_shards=False).myself.slots  # type: ignore[union-attr]
+        bound = spec.failover_bound_ms() / 1000
+
+        ev = c.faults.isolate(master)
+        assert master.isolated and master not in c.live_nodes()
+        assert container_ip(c, master) is None, "still on the cluster network"
+        assert container(master).status == "running"  # cut off, not stopped
+        with pytest.raises((redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+            master.call("PING", timeout=0.5)
+        wait_for(
+            lambda: flagged_fail_by(c, master, others),
+            left_of(ev, bound),
+            f"{master.name} flagged fail by every other node",
+        )
+        wait_for(
+            lambda: serves_slots(c, replica, slots),
+            left_of(ev, bound),
+            f"{replica.name} promoted in place of {master.name}",
+        )
+
+        c.faults.rejoin(master)
+        assert not master.isolated and master in c.live_nodes()
+        assert container_ip(c, master) == master.host  # same address as before
+        wait_for(
+            lambda: replica_of(c, master, replica),
+            REJOIN_TIMEOUT,
+            f"{master.name} back as a replica of {replica.name}",
+        )
+        c.wait_ready(REJOIN_TIMEOUT)
+        assert c.check().ok
+
+
+def test_drop_is_one_way_and_heal_removes_the_rules(one_impl: Implementation) -> None:
+    spec = ClusterSpec(masters=2, replicas=0, node_timeout_ms=1000)
+    with Cluster.start(one_impl, spec, backend="docker") as c:
+        a, b = c.nodes
+        c.faults.drop(a, b)  # b stops receiving from a; a still receives from b
+        try:
+            (rule,) = harness_rules(b)
+            assert f"-s {a.host}/32" in rule and rule.endswith("-j DROP"), rule
+            assert harness_rules(a) == []
+            # the rule matches real traffic: a's cluster-bus packets to b are dropped
+            wait_for(
+                lambda: (dropped_packets(b, a) > 0, dropped_packets(b, a)),
+                10,
+                f"packets from {a.name} dropped at {b.name}",
+            )
+        finally:
+            c.faults.heal()
+        for n in c.nodes:
+            assert harness_rules(n) == [], f"{n.name}: {input_rules(n)}"
+        c.wait_ready(REJOIN_TIMEOUT)
+
+
+def test_master_cut_off_by_drops_is_failed_while_the_host_reaches_it(
+    one_impl: Implementation,
+) -> None:
+    spec = ClusterSpec(masters=3, replicas=1, node_timeout_ms=1000)
+    with Cluster.start(one_impl, spec, backend="docker") as c:
+        master = c.initial_masters[1]
+        replica = initial_replica(c, master)
+        others = [n for n in c.nodes if n is not master]
+        slots = c.view(master, with_shards=False).myself.slots  # type: ignore[union-attr]
+        bound = spec.failover_bound_ms() / 1000
+
+        with c.faults.dropping(master, others) as ev, c.faults.dropping(others, master):
+            assert len(harness_rules(master)) == len(others)
+            for n in others:
+                assert len(harness_rules(n)) == 1, f"{n.name}: {input_rules(n)}"
+            wait_for(
+                lambda: flagged_fail_by(c, master, others),
+                left_of(ev, bound),
+                f"{master.name} flagged fail by every other node",
+            )
+            assert master.call("PING") == "PONG"  # the host's own traffic is not dropped
+            wait_for(
+                lambda: serves_slots(c, replica, slots),
+                left_of(ev, bound),
+                f"{replica.name} promoted in place of {master.name}",
+            )
+
+        for n in c.nodes:
+            assert harness_rules(n) == [], f"{n.name}: {input_rules(n)}"
+        wait_for(
+            lambda: replica_of(c, master, replica),
+            REJOIN_TIMEOUT,
+            f"{master.name} back as a replica of {replica.name}",
+        )
+        c.wait_ready(REJOIN_TIMEOUT)
+        assert c.check().ok
+
+
+# -- 4. network faults elsewhere ------------------------------------------------------------
+
+
+def test_network_faults_raise_not_supported_on_local(one_impl: Implementation) -> None:
+    with Cluster.start(one_impl, ClusterSpec(masters=2, replicas=0), backend="local") as c:
+        a, b = c.nodes
+
+        def in_isolated_block() -> None:
+            with c.faults.isolated(a):
+                pytest.fail("the block ran on a backend that cannot isolate")
+
+        attempts: list[tuple[str, Callable[[], object]]] = [
+            ("isolate", lambda: c.faults.isolate(a)),
+            ("rejoin", lambda: c.faults.rejoin(a)),
+            ("isolated", in_isolated_block),
+            ("drop", lambda: c.faults.drop(a, b)),
+            ("drop", lambda: c.faults.drop([a, b], [a, b])),
+        ]
+        for what, attempt in attempts:
+            with pytest.raises(NotSupportedError) as info:
+                attempt()
+            msg = str(info.value)
+            assert "\n" not in msg and "local backend" in msg, f"{what}: {msg!r}"
+        c.faults.heal()  # nothing was cut: nothing to undo, no error
+        assert a.call("PING") == "PONG"
+        c.wait_ready(10)
+
+
+# -- subprocess sandbox (as in test_cleanup.py) ---------------------------------------------
+
+
+@dataclass
+class Sandbox:
+    """A private directory, state dir and unique marker for one test's subprocesses."""
+
+    dir: Path
+    state: Path
+    marker: str
+    owners: list[str] = field(default_factory=list)  # owner labels of what was spawned
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_RUN_ID", "PYTEST_ADDOPTS")}
+        env.update(HARNESS_STATE_DIR=str(self.state), LEAKTEST=self.marker, PYTHONUNBUFFERED="1")
+        return env
+
+    def pids(self) -> list[int]:
+        """Live processes carrying the marker: harness processes and their watchdogs."""
+        needle = f"LEAKTEST={self.marker}".encode()
+        found = []
+        for e in os.scandir("/proc"):
+            if not e.name.isdigit() or int(e.name) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                if needle in Path(e.path, "environ").read_bytes().split(b"\0"):
+                    found.append(int(e.name))
+        return found
+
+    def run_dirs(self) -> list[Path]:
+        runs = self.state / "runs"
+        return sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+
+    def watchdogs(self) -> list[int]:
+        return [p for p in self.pids() if "harness.runs --watch" in cmdline(p)]
+
+    def leftovers(self) -> str:
+        procs = {p: cmdline(p) for p in self.pids()}
+        return f"processes {procs}, run dirs {[d.name for d in self.run_dirs()]}"
+
+    def assert_nothing_left(self, timeout: float = GONE_TIMEOUT) -> None:
+        poll_until(
+            lambda: not self.pids() and not self.run_dirs(),
+            timeout,
+            lambda: f"leftovers after {timeout:.0f}s: {self.leftovers()}",
+        )
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return "?"
+
+
+def poll_until(cond: Callable[[], object], timeout: float, what: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() >= deadline:
+            pytest.fail(what())
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    box = Sandbox(tmp_path, tmp_path / "state", uuid.uuid4().hex)
+    yield box
+    for pid in box.pids():  # never let one test's leak outlive it
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.closing(images.docker_client()) as client:  # nor a failed test's
+        for label in box.owners:
+            remove_resources(client, {LABEL_OWNER: label.partition("=")[2]})
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@dataclass
+class Spawned:
+    """A harness subprocess and the owner label its containers and networks carry."""
+
+    proc: subprocess.Popen[str]
+    owner: str  # LABEL_OWNER=<pid>:<start time>
+    output: Path
+
+    def describe(self) -> str:
+        return f"exit {self.proc.poll()}; output:\n{self.output.read_text(errors='replace')}"
+
+
+def spawn(box: Sandbox, argv: list[str], env: dict[str, str] | None = None) -> Spawned:
+    output = box.dir / f"output-{uuid.uuid4().hex[:6]}.txt"
+    with output.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, *argv],
+            cwd=box.dir,
+            env=env or box.env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            # as in test_cleanup.py: a backgrounded suite would pass SIGINT on as ignored
+            preexec_fn=_default_sigint,
+        )
+    # the start time is set at fork and readable until the process is reaped
+    owner = owner_label(proc.pid, proc_start_time(proc.pid))
+    box.owners.append(owner)
+    return Spawned(proc, owner, output)
+
+
+@dataclass
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+    owner: str
+
+    def describe(self) -> str:
+        return f"exit {self.returncode}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
+
+
+def run_to_end(box: Sandbox, argv: list[str], env: dict[str, str] | None = None) -> Finished:
+    """Run ``python ARGV`` to its end (bounded); stdout and stderr apart."""
+    proc = subprocess.Popen(
+        [sys.executable, *argv],
+        cwd=box.dir,
+        env=env or box.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    owner = owner_label(proc.pid, proc_start_time(proc.pid))
+    box.owners.append(owner)
+    try:
+        out, err = proc.communicate(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"`python {' '.join(argv)}` did not end in {RUN_TIMEOUT}s:\n{out}\n{err}")
+    return Finished(proc.returncode, out, err, owner)
+
+
+# -- 4b. the requires("network_faults") marker ----------------------------------------------
+
+NEEDS_NETWORK_FAULTS = """
+import pytest
+
+
+@pytest.mark.requires("network_faults")
+@pytest.mark.cluster(masters=2, replicas=0)
+def test_cuts_a_link(cluster):
+    a, b = cluster.nodes
+    cluster.faults.drop(a, b)
+    cluster.faults.heal()
+    assert cluster.backend.name == "docker"
+"""
+
+
+@pytest.mark.parametrize("backend", ["local", "docker"])
+def test_requires_network_faults_marker(sandbox: Sandbox, backend: str) -> None:
+    (sandbox.dir / "test_generated.py").write_text(NEEDS_NETWORK_FAULTS)
+    res = run_to_end(
+        sandbox,
+        [
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-rs",
+            "--backend",
+            backend,
+            "test_generated.py",
+        ],
+    )
+    out = res.describe()
+    assert res.returncode == 0, out
+    if backend == "local":
+        assert "1 skipped" in res.stdout, out
+        skip_lines = [ln for ln in res.stdout.splitlines() if ln.startswith("SKIPPED")]
+        assert len(skip_lines) == 1, out
+        assert skip_lines[0].endswith(": the local backend lacks network_faults"), out
+    else:
+        assert "1 passed" in res.stdout, out
+    assert not labelled(res.owner), labelled(res.owner)
+    sandbox.assert_nothing_left()
+
+
+# -- 5. leak-proofing -----------------------------------------------------------------------
+
+HOLDING_TEST = """
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.cluster(masters=1, replicas=0)
+def test_hold(cluster):
+    assert cluster.nodes[0].call("PING") == "PONG"
+    info = {
+        "run": cluster.backend.run.id,
+        "containers": [n.container.name for n in cluster.nodes],
+        "network": cluster.backend.network_name,
+    }
+    ready = Path(os.environ["READY_FILE"])
+    tmp = ready.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info))
+    tmp.rename(ready)  # atomic: the outer test never reads a half-written file
+    if os.environ.get("THEN") == "fail":
+        assert 1 + 1 == 3, "deliberate failure"
+    threading.Event().wait(300)  # hold the cluster until killed or interrupted
+"""
+
+
+@dataclass
+class Holder:
+    spawned: Spawned
+    run_id: str
+    containers: list[str]
+    network: str
+
+    @property
+    def proc(self) -> subprocess.Popen[str]:
+        return self.spawned.proc
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        return f"{LABEL_RUN}={self.run_id}", self.spawned.owner
+
+    def resources(self) -> list[str]:
+        return labelled(*self.labels)
+
+    def assert_removed(self, timeout: float = GONE_TIMEOUT) -> None:
+        poll_until(
+            lambda: not self.resources(),
+            timeout,
+            lambda: f"after {timeout:.0f}s still there: {self.resources()}; {self.describe()}",
+        )
+
+    def describe(self) -> str:
+        return self.spawned.describe()
+
+
+def start_holder(box: Sandbox, then: str = "hold") -> Holder:
+    """A pytest (``--backend docker``) whose test holds a 1-node cluster; returns once the
+    cluster is ready (``then="fail"``: the test then fails and pytest ends)."""
+    (box.dir / "test_hold.py").write_text(HOLDING_TEST)
+    ready = box.dir / "ready"
+    env = {**box.env, "READY_FILE": str(ready), "THEN": then}
+    argv = ["-m", "pytest", "-p", "no:cacheprovider", "-s", "--backend", "docker", "test_hold.py"]
+    spawned = spawn(box, argv, env)
+    proc = spawned.proc
+    try:
+        poll_until(
+            lambda: ready.exists() or proc.poll() is not None,
+            START_TIMEOUT,
+            lambda: f"cluster not ready after {START_TIMEOUT:.0f}s; {spawned.describe()}",
+        )
+        assert ready.exists(), f"pytest ended before the cluster was ready; {spawned.describe()}"
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    info = json.loads(ready.read_text())
+    holder = Holder(spawned, info["run"], info["containers"], info["network"])
+    # positive control: the labels the leak checks look for are on what the run created
+    for label in holder.labels:
+        assert sorted(docker_names("container", label)) == sorted(holder.containers), (
+            label,
+            holder.describe(),
+        )
+        assert docker_names("network", label) == [holder.network], (label, holder.describe())
+    assert len(box.run_dirs()) == 1, box.leftovers()
+    return holder
+
+
+def test_failing_test_with_a_cluster_leaves_nothing(sandbox: Sandbox) -> None:
+    holder = start_holder(sandbox, then="fail")
+    try:
+        holder.proc.wait(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        holder.proc.kill()
+        holder.proc.wait()
+        pytest.fail(f"pytest did not end; {holder.describe()}")
+    out = holder.describe()
+    text = holder.spawned.output.read_text()
+    assert holder.proc.returncode == 1, out
+    assert "1 failed" in text and "deliberate failure" in text, out
+    # the node's log, taken from the container, is attached to the report
+    assert re.search(r"node n0 \d+\.\d+\.\d+\.\d+:6379 log \(tail\)", text), out
+    assert "Ready to accept connections" in text, out
+    copied = list((sandbox.dir / "reports" / "logs").rglob("*.log"))
+    assert len(copied) == 1, out
+    assert "Ready to accept connections" in copied[0].read_text(), out
+    assert not holder.resources(), holder.resources()
+    sandbox.assert_nothing_left()
+
+
+def test_ctrl_c_leaves_nothing(sandbox: Sandbox) -> None:
+    holder = start_holder(sandbox)
+    holder.proc.send_signal(signal.SIGINT)
+    try:
+        holder.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        holder.proc.kill()
+        holder.proc.wait()
+        pytest.fail(f"pytest did not stop on SIGINT; {holder.describe()}")
+    assert holder.proc.returncode == INTERRUPTED, holder.describe()
+    assert "KeyboardInterrupt" in holder.spawned.output.read_text(), holder.describe()
+    assert not holder.resources(), holder.resources()
+    sandbox.assert_nothing_left()
+
+
+def test_sigkilled_pytest_watchdog_removes_containers(sandbox: Sandbox) -> None:
+    holder = start_holder(sandbox)
+    assert len(sandbox.watchdogs()) == 1, sandbox.leftovers()
+    holder.proc.kill()
+    holder.proc.wait()
+    holder.assert_removed(GONE_TIMEOUT)
+    sandbox.assert_nothing_left()
+
+
+@pytest.mark.parametrize("sweeper_state", ["same-state-dir", "other-state-dir"])
+def test_sweep_removes_containers_whose_watchdog_died(sandbox: Sandbox, sweeper_state: str) -> None:
+    holder = start_holder(sandbox)
+    (watchdog,) = sandbox.watchdogs()
+    os.kill(watchdog, signal.SIGKILL)
+    poll_until(lambda: not sandbox.watchdogs(), GONE_TIMEOUT, lambda: "watchdog survived SIGKILL")
+    holder.proc.kill()
+    holder.proc.wait()
+    # Nobody is left to clean up. (Any harness process on this daemon that creates a
+    # DockerBackend now would sweep them: this check races with other runs, barely.)
+    assert set(holder.resources()) == {
+        *(f"container {n}" for n in holder.containers),
+        f"network {holder.network}",
+    }, holder.resources()
+    (old_run,) = sandbox.run_dirs()
+
+    env = sandbox.env
+    if sweeper_state == "other-state-dir":  # the docker sweep goes by labels alone
+        env["HARNESS_STATE_DIR"] = str(sandbox.dir / "other-state")
+    res = run_to_end(
+        sandbox,
+        ["-c", "from harness.backends.docker import DockerBackend; DockerBackend()"],
+        env,
+    )
+    assert res.returncode == 0, res.describe()
+    holder.assert_removed(timeout=5)  # the sweep is done when the constructor returns
+    if sweeper_state == "other-state-dir":
+        assert old_run.exists()  # that state dir was not looked at; tidy it the usual way
+        tidy = run_to_end(sandbox, ["-c", "from harness.runs import Run; Run().close()"])
+        assert tidy.returncode == 0, tidy.describe()
+    assert not old_run.exists(), f"old run dir {old_run} not swept"
+    sandbox.assert_nothing_left()
+
+
+# -- 6. bad input ---------------------------------------------------------------------------
+
+
+def assert_one_line_error(res: Finished, *expect: str) -> str:
+    out = res.describe()
+    assert res.returncode != 0, out
+    assert "Traceback" not in res.stdout + res.stderr, out
+    assert res.stdout.strip() == "", out
+    err = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1, out
+    assert CLI_ERROR.match(err[0]), out
+    for text in expect:
+        assert text in err[0], out
+    return err[0]
+
+
+def harness_run(box: Sandbox, *args: str, env: dict[str, str] | None = None) -> Finished:
+    res = run_to_end(box, ["-m", "harness", "run", *args], env)
+    assert not labelled(res.owner), labelled(res.owner)
+    return res
+
+
+def test_run_without_docker_is_one_line(sandbox: Sandbox) -> None:
+    env = {**sandbox.env, "DOCKER_HOST": "unix:///nonexistent.sock"}
+    res = harness_run(sandbox, "--backend", "docker", "--suite", "conformance", env=env)
+    sandbox.assert_nothing_left()
+    assert_one_line_error(res, "Docker is not reachable", "/nonexistent.sock")
+
+
+def test_pytest_without_docker_is_one_usage_error(sandbox: Sandbox) -> None:
+    (sandbox.dir / "test_generated.py").write_text("def test_uses(cluster):\n    pass\n")
+    env = {**sandbox.env, "DOCKER_HOST": "unix:///nonexistent.sock"}
+    argv = ["-m", "pytest", "-p", "no:cacheprovider", "--backend", "docker", "test_generated.py"]
+    res = run_to_end(sandbox, argv, env)
+    sandbox.assert_nothing_left()
+    out = res.describe()
+    assert res.returncode == 4, out  # pytest.ExitCode.USAGE_ERROR
+    assert "Traceback" not in res.stdout + res.stderr, out
+    err = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("ERROR: "), out
+    assert "Docker is not reachable" in err[0], out
+
+
+def test_run_with_an_image_not_here(sandbox: Sandbox) -> None:
+    res = harness_run(sandbox, "--backend", "docker", "--image", "nosuch:latest")
+    assert_one_line_error(res, "nosuch:latest", "not found locally")
+    sandbox.assert_nothing_left()
+
+
+def test_run_image_on_the_local_backend(sandbox: Sandbox) -> None:
+    res = harness_run(sandbox, "--image", "x", "--backend", "local")
+    assert_one_line_error(res, "--image x", "needs --backend docker")
+    sandbox.assert_nothing_left()
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_run_wrapper_script_on_docker(sandbox: Sandbox) -> None:
+    script = sandbox.dir / "wrapped-server.sh"
+    script.write_text(f'#!/bin/sh\nexec {shutil.which("redis-server")} "$@"\n')
+    script.chmod(0o755)
+    res = harness_run(
+        sandbox, "--backend", "docker", "--impl-binary", str(script), "--suite", "conformance"
+    )
+    sandbox.assert_nothing_left()
+    assert_one_line_error(res, "wrapped-server.sh", "cannot be packaged")
+
+
+# -- 7. image build ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    not Path("/usr/bin/redis-server").exists(), reason="needs /usr/bin/redis-server"
+)
+def test_image_build_from_binary(sandbox: Sandbox) -> None:
+    refs = []
+    for _ in range(2):
+        res = run_to_end(
+            sandbox, ["-m", "harness", "image", "build", "--from-binary", "/usr/bin/redis-server"]
+        )
+        assert res.returncode == 0, res.describe()
+        out = [ln for ln in res.stdout.splitlines() if ln.strip()]
+        assert len(out) == 1 and res.stderr.strip() == "", res.describe()
+        refs.append(out[0])
+    assert refs[0] == refs[1], refs
+    pkg = images.inspect_binary("/usr/bin/redis-server")
+    assert refs[0] == pkg.default_tag
+    with contextlib.closing(images.docker_client()) as client:
+        labels = client.images.get(refs[0]).labels
+    assert labels[images.SHA_LABEL] == pkg.sha256
+    assert labels[images.EXECUTABLE_LABEL] == "redis-server"
+    assert images.image_for_binary("/usr/bin/redis-server") == refs[0]  # what runs reuse
+    sandbox.assert_nothing_left()
