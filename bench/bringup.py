@@ -1,7 +1,7 @@
 """Bring-up benchmark: time to a READY 3 masters x 1 replica cluster.
 
-Two ways to get there are timed on the same binary, the same server config and the
-same readiness bar, in alternating order:
+With ``--backend local`` (the default), two ways to get there are timed on the same
+binary, the same server config and the same readiness bar, in alternating order:
 
 * **harness**: ``Cluster.start(impl, ClusterSpec(masters=3, replicas=1))`` (process start,
   formation by cluster commands, wait for readiness);
@@ -18,9 +18,19 @@ Every process started here runs in its own session, is registered with the harne
 :class:`~harness.runs.Run` and is stopped at the end, on an error, Ctrl-C or SIGTERM; it
 also gets SIGKILL from the kernel if this script dies (see :func:`_die_with_parent`).
 
-Usage: ``.venv/bin/python bench/bringup.py [--reps N] [--impl NAME | --impl-binary PATH]
-[--cli PATH] [--json PATH]``. Exit status: 0 done, 1 a bring-up failed, 2 bad usage or
-redis-cli missing, 130 interrupted.
+With ``--backend docker``, the harness on its two backends is timed, in alternating order:
+``Cluster.start(impl, ClusterSpec(masters=3, replicas=1), backend="docker")`` against
+``backend="local"`` as the same-run reference, with a target for the docker median. The
+image of the binary is built (or found unchanged) once before any clock runs, and that
+warm-up is reported on its own. Each bring-up is also profiled by phase (backend set-up,
+image lookup, network creation, every node start, waiting for PING, formation, readiness)
+by timing those harness functions while the unmodified ``Cluster.start`` runs; the wrappers
+are removed after each sample. Teardown is timed too, but is not part of a sample.
+
+Usage: ``.venv/bin/python bench/bringup.py [--backend local|docker] [--reps N]
+[--impl NAME | --impl-binary PATH] [--cli PATH] [--json PATH]``. Exit status: 0 done,
+1 a bring-up failed, 2 bad usage, redis-cli missing (local) or Docker unusable (docker),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -47,12 +57,13 @@ import redis
 
 from harness.backends.base import Backend, Node, NodeConfig, render_config
 from harness.cluster import Cluster, ClusterSpec
-from harness.errors import HarnessError, NotReadyError
+from harness.errors import HarnessError, NotReadyError, UsageError
 from harness.impl import Implementation, resolve
 from harness.ports import PortLease
 from harness.runs import Run
 
 TARGET_MS = 2300.0
+DOCKER_TARGET_MS = 3500.0  # --backend docker: the docker median
 SPEC = ClusterSpec(masters=3, replicas=1)
 HOST = "127.0.0.1"
 ANSWER_TIMEOUT_S = 15.0  # same as the local backend's wait for PING
@@ -261,7 +272,21 @@ def cli_create(cli: str, run: Run, nodes: list[Node], replicas: int) -> None:
 
 
 # -- samples -------------------------------------------------------------------------
-Kind = Literal["harness", "reference"]
+Kind = Literal["harness", "reference", "docker", "local"]
+
+
+@dataclass
+class NodeStart:
+    """One ``Node.start`` call: when it began (ms after the clock started) and how long it
+    took."""
+
+    index: int
+    at_ms: float
+    ms: float
+
+    @property
+    def end_ms(self) -> float:
+        return self.at_ms + self.ms
 
 
 @dataclass
@@ -270,12 +295,41 @@ class Sample:
     rep: int
     ms: float
     phases: dict[str, float] = field(default_factory=dict)
+    starts: list[NodeStart] = field(default_factory=list)  # profiled samples (--backend docker)
+    masters_up_ms: float | None = None  # when the last master's start returned
+    teardown_ms: float | None = None  # after the clock stopped; not part of ``ms``
 
     def line(self) -> str:
         detail = ", ".join(f"{k} {v:.0f} ms" for k, v in self.phases.items())
-        return f"rep {self.rep}  {self.kind:<9}  {self.ms:7.0f} ms" + (
+        text = f"rep {self.rep}  {self.kind:<9}  {self.ms:7.0f} ms" + (
             f"  ({detail})" if detail else ""
         )
+        if self.starts:
+            each = ", ".join(f"n{n.index} @{n.at_ms:.0f} {n.ms:.0f} ms" for n in self.starts)
+            text += f"\n        starts: {each}"
+        if self.masters_up_ms is not None:
+            text += f"; masters up at {self.masters_up_ms:.0f} ms"
+        if self.teardown_ms is not None:
+            text += f"; teardown {self.teardown_ms:.0f} ms"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "rep": self.rep,
+            "ms": round(self.ms, 1),
+            "phases": {k: round(v, 1) for k, v in self.phases.items()},
+        }
+        if self.starts:
+            out["starts"] = [
+                {"node": f"n{n.index}", "at_ms": round(n.at_ms, 1), "ms": round(n.ms, 1)}
+                for n in self.starts
+            ]
+        if self.masters_up_ms is not None:
+            out["masters_up_ms"] = round(self.masters_up_ms, 1)
+        if self.teardown_ms is not None:
+            out["teardown_ms"] = round(self.teardown_ms, 1)
+        return out
 
 
 def check_shape(cluster: Cluster) -> None:
@@ -322,6 +376,252 @@ def reference_sample(impl: Implementation, cli: str, run: Run, rep: int) -> Samp
     return Sample("reference", rep, (t3 - t0) * 1000, phases)
 
 
+# -- --backend docker: the harness on docker against the harness on local ---------------
+BackendName = Literal["docker", "local"]
+PHASES = ("backend", "image", "network", "starts", "answering", "formation", "readiness")
+
+
+class PhaseClock:
+    """Times calls of harness functions during one bring-up.
+
+    :meth:`wrap` replaces a function on its class or module by one that records when it
+    ran, on the sample's clock; leaving the ``with`` block puts the originals back. The
+    code timed is the unmodified ``Cluster.start`` path; the wrappers cost microseconds.
+    """
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+        self.calls: list[tuple[str, int | None, float, float]] = []  # phase, node, start, end
+        self._originals: list[tuple[object, str, object]] = []
+
+    def wrap(self, owner: object, attr: str, phase: str) -> None:
+        if attr not in vars(owner):
+            raise HarnessError(f"cannot profile {owner!r}.{attr}: not defined there any more")
+        original = vars(owner)[attr]
+        call = getattr(owner, attr)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.monotonic()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                node = args[0].index if args and isinstance(args[0], Node) else None
+                self.calls.append((phase, node, start, time.monotonic()))
+
+        self._originals.append((owner, attr, original))
+        setattr(owner, attr, timed)
+
+    def __enter__(self) -> PhaseClock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        while self._originals:
+            owner, attr, original = self._originals.pop()
+            setattr(owner, attr, original)
+
+    def phases(self, total_ms: float) -> dict[str, float]:
+        """Wall time of each phase (first call's start to last call's end, so sequential
+        calls add up and parallel ones would not), in :data:`PHASES` order, plus ``other``:
+        the rest of ``total_ms`` (directories, config files, objects)."""
+        spans: dict[str, list[float]] = {}
+        for phase, _, start, end in self.calls:
+            span = spans.setdefault(phase, [start, end])
+            span[0], span[1] = min(span[0], start), max(span[1], end)
+        out = {p: (spans[p][1] - spans[p][0]) * 1000 for p in PHASES if p in spans}
+        out["other"] = total_ms - sum(out.values())
+        return out
+
+    def starts(self) -> list[NodeStart]:
+        return [
+            NodeStart(node, (start - self.t0) * 1000, (end - start) * 1000)
+            for phase, node, start, end in sorted(self.calls, key=lambda c: c[2])
+            if phase == "starts" and node is not None
+        ]
+
+
+@contextlib.contextmanager
+def profiled(backend: BackendName, t0: float) -> Iterator[PhaseClock]:
+    """Phase timing of one ``Cluster.start`` on ``backend``."""
+    with PhaseClock(t0) as clock:
+        if backend == "docker":
+            from harness.backends import docker as docker_backend
+
+            clock.wrap(docker_backend.DockerBackend, "__init__", "backend")
+            clock.wrap(docker_backend, "resolve_image", "image")
+            clock.wrap(docker_backend.DockerBackend, "_make_network", "network")
+            clock.wrap(docker_backend.DockerNode, "start", "starts")
+            clock.wrap(docker_backend.DockerNode, "wait_answering", "answering")
+        else:
+            from harness.backends import local as local_backend
+
+            clock.wrap(local_backend.LocalBackend, "__init__", "backend")
+            clock.wrap(local_backend.LocalNode, "start", "starts")
+            clock.wrap(local_backend.LocalNode, "wait_answering", "answering")
+        clock.wrap(Cluster, "form", "formation")
+        clock.wrap(Cluster, "wait_ready", "readiness")
+        yield clock
+
+
+def backend_sample(impl: Implementation, backend: BackendName, rep: int) -> Sample:
+    """``Cluster.start(impl, SPEC, backend=...)`` from the call to READY, by phase."""
+    t0 = time.monotonic()
+    with profiled(backend, t0) as clock:
+        cluster = Cluster.start(impl, SPEC, backend=backend)
+        ms = (time.monotonic() - t0) * 1000
+    try:
+        check_shape(cluster)
+    finally:
+        t1 = time.monotonic()
+        cluster.close()
+        teardown_ms = (time.monotonic() - t1) * 1000
+    starts = clock.starts()
+    masters_up = max((n.end_ms for n in starts if n.index < SPEC.masters), default=None)
+    return Sample(backend, rep, ms, clock.phases(ms), starts, masters_up, teardown_ms)
+
+
+def warm_image(impl: Implementation) -> tuple[str, float]:
+    """Build (or find unchanged) the image of ``impl.binary``, before any clock runs."""
+    try:
+        from harness import images
+    except ImportError as exc:
+        raise UsageError(
+            f"--backend docker needs the docker extras ({exc.name} is missing): "
+            "pip install -e '.[docker]'"
+        ) from None
+    t0 = time.monotonic()
+    ref = images.image_for_binary(impl.binary)
+    return ref, (time.monotonic() - t0) * 1000
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def profile(samples: list[Sample]) -> dict[str, float | None]:
+    """Medians over the samples of one kind: each phase, one node start (over all nodes),
+    the time the masters were up, and the teardown."""
+    out: dict[str, float | None] = {
+        p: _median([s.phases[p] for s in samples if p in s.phases]) for p in (*PHASES, "other")
+    }
+    out["one start"] = _median([n.ms for s in samples for n in s.starts])
+    out["masters up"] = _median([s.masters_up_ms for s in samples if s.masters_up_ms is not None])
+    out["teardown"] = _median([s.teardown_ms for s in samples if s.teardown_ms is not None])
+    return out
+
+
+def print_profile(docker: dict[str, float | None], local: dict[str, float | None]) -> None:
+    def cell(v: float | None) -> str:
+        return f"{v:7.0f}" if v is not None else "      -"
+
+    notes = {
+        "starts": "node starts (docker: containers)",
+        "one start": "one node start, median over all nodes",
+        "masters up": "last master's start returned; each master then holds cluster_state:fail "
+        "for 2000 ms (CLUSTER_WRITABLE_DELAY)",
+        "teardown": "Cluster.close(), after the clock stopped",
+    }
+    print("where the time goes (medians, ms):")
+    print(f"  {'phase':<11}{'docker':>7}  {'local':>7}")
+    for key in docker:
+        note = f"  {notes[key]}" if key in notes else ""
+        print(f"  {key:<11}{cell(docker[key])}  {cell(local[key])}{note}")
+
+
+def docker_main(args: argparse.Namespace) -> int:
+    """``--backend docker``: the harness on docker against the harness on local."""
+    try:
+        impl = resolve(args.impl, args.impl_binary)
+    except HarnessError as exc:
+        print(f"bringup: {exc}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _terminate)
+    print(f"bring-up to READY of {SPEC.masters}x{SPEC.replicas}, {impl.describe()}")
+    print(f"docker backend against local backend; {args.reps} reps, alternating order")
+    try:
+        ref, warm_ms = warm_image(impl)
+    except KeyboardInterrupt:
+        print("bringup: interrupted", file=sys.stderr)
+        return 130
+    except HarnessError as exc:
+        print(f"bringup: {exc}", file=sys.stderr)
+        return 2
+    print(f"image warm-up (not timed below): {ref} in {warm_ms:.0f} ms")
+
+    run = Run.current()  # created up front: its watchdog start is not part of any sample
+    samples: dict[BackendName, list[Sample]] = {"docker": [], "local": []}
+    try:
+        for rep in range(1, args.reps + 1):
+            order: tuple[BackendName, BackendName] = (
+                ("docker", "local") if rep % 2 else ("local", "docker")
+            )
+            for backend in order:
+                s = backend_sample(impl, backend, rep)
+                samples[backend].append(s)
+                print(s.line(), flush=True)
+    except KeyboardInterrupt:
+        print("bringup: interrupted; everything started was stopped", file=sys.stderr)
+        return 130
+    except HarnessError as exc:
+        print(f"bringup: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        run.close()
+
+    med_d = statistics.median(s.ms for s in samples["docker"])
+    med_l = statistics.median(s.ms for s in samples["local"])
+    ratio = med_d / med_l
+    met = med_d <= DOCKER_TARGET_MS
+    print(f"median docker     {med_d:7.0f} ms")
+    print(f"median local      {med_l:7.0f} ms")
+    print(f"ratio docker/local {ratio:.2f}")
+    print(
+        f"target docker median <= {DOCKER_TARGET_MS:.0f} ms: "
+        f"{'met' if met else 'NOT met'} ({med_d:.0f} ms)"
+    )
+    prof = {b: profile(samples[b]) for b in ("docker", "local")}
+    print_profile(prof["docker"], prof["local"])
+
+    if args.json:
+        result: dict[str, Any] = {
+            "backend": "docker",
+            "impl": {
+                "name": impl.name,
+                "flavor": impl.flavor,
+                "version": impl.version_str,
+                "binary": impl.binary,
+            },
+            "image": {"ref": ref, "warmup_ms": round(warm_ms, 1)},
+            "spec": {
+                "masters": SPEC.masters,
+                "replicas": SPEC.replicas,
+                "node_timeout_ms": SPEC.node_timeout_ms,
+            },
+            "reps": args.reps,
+            "samples": [s.to_json() for b in ("docker", "local") for s in samples[b]],
+            "median_ms": {"docker": round(med_d, 1), "local": round(med_l, 1)},
+            "ratio": round(ratio, 3),
+            "target_ms": DOCKER_TARGET_MS,
+            "target_met": met,
+            "profile_ms": {
+                b: {k: None if v is None else round(v, 1) for k, v in prof[b].items()}
+                for b in ("docker", "local")
+            },
+        }
+        if not write_json(args.json, result):
+            return 1
+    return 0
+
+
+def write_json(path: Path, result: dict[str, Any]) -> bool:
+    try:
+        path.write_text(json.dumps(result, indent=2) + "\n")
+    except OSError as exc:
+        print(f"bringup: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return False
+    print(f"results written to {path}")
+    return True
+
+
 # -- main ------------------------------------------------------------------------------
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # run the same cleanup as Ctrl-C
@@ -329,6 +629,13 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument(
+        "--backend",
+        choices=("local", "docker"),
+        default="local",
+        help="local (default): harness against redis-cli --cluster create; "
+        "docker: harness on docker against harness on local",
+    )
     p.add_argument("--reps", type=int, default=5, help="repetitions of each (default 5)")
     p.add_argument(
         "--impl",
@@ -340,7 +647,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--cli",
         metavar="PATH",
         default="redis-cli",
-        help="redis-cli to use (default: redis-cli on PATH)",
+        help="redis-cli to use (default: redis-cli on PATH; --backend local only)",
     )
     p.add_argument("--json", metavar="PATH", type=Path, help="also write the results as JSON")
     args = p.parse_args(argv)
@@ -351,6 +658,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.backend == "docker":
+        return docker_main(args)
     cli = shutil.which(args.cli)
     if cli is None:
         print(
@@ -420,27 +729,14 @@ def main(argv: list[str] | None = None) -> int:
                 "node_timeout_ms": SPEC.node_timeout_ms,
             },
             "reps": args.reps,
-            "samples": [
-                {
-                    "kind": s.kind,
-                    "rep": s.rep,
-                    "ms": round(s.ms, 1),
-                    "phases": {k: round(v, 1) for k, v in s.phases.items()},
-                }
-                for kind in ("harness", "reference")
-                for s in samples[kind]
-            ],
+            "samples": [s.to_json() for kind in ("harness", "reference") for s in samples[kind]],
             "median_ms": {"harness": round(med_h, 1), "reference": round(med_r, 1)},
             "ratio": round(ratio, 3),
             "target_ms": TARGET_MS,
             "target_met": met,
         }
-        try:
-            args.json.write_text(json.dumps(result, indent=2) + "\n")
-        except OSError as exc:
-            print(f"bringup: cannot write {args.json}: {exc.strerror}", file=sys.stderr)
+        if not write_json(args.json, result):
             return 1
-        print(f"results written to {args.json}")
     return 0
 
 
