@@ -46,6 +46,7 @@ class ClusterSpec:
     persistence: Persistence = "none"
     server_args: tuple[tuple[str, str], ...] = ()
     ready_timeout_s: float = 30.0
+    network_faults: bool = False  # local backend: run in a namespace so links can be cut
 
     def __post_init__(self) -> None:
         if not 1 <= self.masters <= 64:
@@ -116,7 +117,10 @@ class Cluster:
     ) -> Cluster:
         """Start, form and wait for a ready cluster; on any failure nothing stays running."""
         spec = spec or ClusterSpec()
-        be = get_backend(backend)() if isinstance(backend, str) else backend
+        if isinstance(backend, str):
+            be = get_backend(backend)(network_faults=spec.network_faults)
+        else:
+            be = backend
         t0 = time.monotonic()
         try:
             nodes = be.create_nodes(impl, spec.node_config(), spec.size, ports)

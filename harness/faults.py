@@ -12,12 +12,15 @@ must be undone are also context managers that undo them on exit, even on failure
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import random
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from harness import partitions
 from harness.backends import Node
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UsageError
+from harness.partitions import Partition
 
 if TYPE_CHECKING:
     from harness.cluster import Cluster, Event
@@ -143,3 +146,84 @@ class Faults:
             yield ev
         finally:
             self.heal()
+
+    # -- partitions ------------------------------------------------------------------
+    def partition(
+        self,
+        shape: Partition | str,
+        *,
+        node: Node | None = None,
+        groups: Sequence[Sequence[Node]] | None = None,
+        sources: Sequence[Node] | None = None,
+        targets: Sequence[Node] | None = None,
+        minority: int | None = None,
+        rng: random.Random | None = None,
+    ) -> Partition:
+        """Cut links in one of the shapes of :mod:`harness.partitions`: "isolate" (node=),
+        "split" (groups=), "majority-minority" (minority=, rng=), "bridge" (rng=),
+        "majorities-ring" (rng=), "one-way" (sources=, targets=), or a ready Partition.
+        :meth:`heal` undoes it."""
+        p = (
+            shape
+            if isinstance(shape, Partition)
+            else self._shape(shape, node, groups, sources, targets, minority, rng)
+        )
+        nodes = self.cluster.nodes
+        ev = self.cluster.record("partition", "cluster", p.describe())
+        by_target: dict[int, list[Node]] = {}
+        for s, d in p.blocked:
+            by_target.setdefault(d, []).append(nodes[s])
+        with self._undo_record_on_error(ev):
+            for d, srcs in sorted(by_target.items()):
+                nodes[d].drop_from(srcs)
+        return p
+
+    @contextmanager
+    def partitioned(self, shape: Partition | str, **kwargs: Any) -> Iterator[Partition]:
+        """Partition for the duration of the block; always heals."""
+        p = self.partition(shape, **kwargs)
+        try:
+            yield p
+        finally:
+            self.heal()
+
+    def _shape(
+        self,
+        shape: str,
+        node: Node | None,
+        groups: Sequence[Sequence[Node]] | None,
+        sources: Sequence[Node] | None,
+        targets: Sequence[Node] | None,
+        minority: int | None,
+        rng: random.Random | None,
+    ) -> Partition:
+        count = len(self.cluster.nodes)
+        rng = rng or random.Random()
+
+        def need(value: object, name: str) -> None:
+            if value is None:
+                raise UsageError(f"partition shape {shape!r} needs {name}=")
+
+        if shape == "isolate":
+            need(node, "node")
+            assert node is not None
+            return partitions.isolate(count, node.index)
+        if shape == "split":
+            need(groups, "groups")
+            assert groups is not None
+            return partitions.split(count, [[n.index for n in g] for g in groups])
+        if shape == "majority-minority":
+            return partitions.majority_minority(count, rng, minority)
+        if shape == "bridge":
+            return partitions.bridge(count, rng)
+        if shape == "majorities-ring":
+            return partitions.majorities_ring(count, rng)
+        if shape == "one-way":
+            need(sources, "sources")
+            need(targets, "targets")
+            assert sources is not None and targets is not None
+            return partitions.one_way(count, [n.index for n in sources], [n.index for n in targets])
+        raise UsageError(
+            f"unknown partition shape {shape!r}; use isolate, split, majority-minority, bridge, "
+            "majorities-ring or one-way"
+        )

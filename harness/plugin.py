@@ -33,6 +33,7 @@ from harness.runs import Run
 
 HARNESS_FIXTURES = {"cluster", "cluster_factory", "harness_impl"}
 CLUSTER_MARK_ARGS = {
+    "network_faults",
     "masters",
     "replicas",
     "node_timeout_ms",
@@ -184,7 +185,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             preflight(impl)
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
-    backend_caps = get_backend(state.backend).capabilities
+    backend_cls = get_backend(state.backend)
     for item in users:
         for mark in item.iter_markers("requires"):
             unknown = [
@@ -197,10 +198,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             missing = [c for c in mark.args if c not in BACKEND_CAPABILITIES and not impl.has(c)]
             if missing:
                 item.add_marker(pytest.mark.skip(reason=f"{impl.name} lacks {', '.join(missing)}"))
-            lacking = [c for c in mark.args if c in BACKEND_CAPABILITIES and c not in backend_caps]
-            if lacking:
-                reason = f"the {state.backend} backend lacks {', '.join(lacking)}"
-                item.add_marker(pytest.mark.skip(reason=reason))
+            for cap in (c for c in mark.args if c in BACKEND_CAPABILITIES):
+                reason = backend_cls.unsupported(cap, impl)
+                if reason is not None:
+                    item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
@@ -308,6 +309,8 @@ def cluster(request: pytest.FixtureRequest, cluster_factory: ClusterFactory) -> 
                 "@pytest.mark.cluster takes keyword arguments only, e.g. cluster(masters=3)"
             )
         kwargs.update(mark.kwargs)
+    if any("network_faults" in m.args for m in request.node.iter_markers("requires")):
+        kwargs.setdefault("network_faults", True)
     return cluster_factory(**kwargs)
 
 

@@ -55,6 +55,12 @@ def cleanup_run(run_dir: Path) -> None:
     """Kill the run's processes and remove what its backends created outside the host's
     process table (containers, networks), as marked in the run directory."""
     kill_run_processes(run_dir)
+    namespaces = run_dir / "uses-netns"
+    if namespaces.exists():
+        from harness.netns import delete_namespace
+
+        for name in namespaces.read_text().split():
+            delete_namespace(name)
     if (run_dir / "uses-docker").exists():
         from harness.backends.docker import remove_run_resources
 
@@ -180,9 +186,11 @@ class Run:
         """Environment for processes of this run (marks them for the sweep)."""
         return {**os.environ, RUN_ENV: self.id}
 
-    def mark(self, resource: str) -> None:
-        """Note that this run uses ``resource`` (e.g. "docker"), so cleanup covers it."""
-        (self.dir / f"uses-{resource}").touch()
+    def note(self, resource: str, item: str = "") -> None:
+        """Record that this run uses ``resource`` ("docker", or "netns" with a namespace
+        name), so the watchdog and the sweep clean it up too."""
+        with (self.dir / f"uses-{resource}").open("a") as f:
+            f.write(item + "\n")
 
     def register(self, pid: int) -> None:
         """Record a started process (the leader of its own process group)."""

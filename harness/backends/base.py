@@ -13,6 +13,7 @@ from redis.retry import Retry
 
 from harness.errors import NotSupportedError
 from harness.impl import Implementation
+from harness.runs import Run
 
 Persistence = Literal["none", "rdb", "aof"]
 PERSISTENCE: tuple[Persistence, ...] = ("none", "rdb", "aof")
@@ -173,8 +174,16 @@ class Backend(abc.ABC):
     """Creates nodes and owns their lifetime."""
 
     name: str
-    #: what tests may ask of it with ``@pytest.mark.requires(...)``
-    capabilities: frozenset[str] = frozenset()
+
+    @abc.abstractmethod
+    def __init__(self, run: Run | None = None, *, network_faults: bool = False) -> None:
+        """``network_faults``: set up the nodes so links between them can be cut."""
+
+    @classmethod
+    def unsupported(cls, capability: str, impl: Implementation) -> str | None:
+        """Why this backend cannot offer ``capability`` (e.g. "network_faults") for
+        ``impl`` here, or None if it can. Tests requiring it are skipped with the reason."""
+        return f"the {cls.name} backend lacks {capability}"
 
     @abc.abstractmethod
     def create_nodes(

@@ -276,12 +276,15 @@ class DockerBackend(Backend):
     """Nodes as containers on a per-cluster network; images built or given."""
 
     name = "docker"
-    capabilities = frozenset({"network_faults"})
 
-    def __init__(self, run: Run | None = None) -> None:
+    @classmethod
+    def unsupported(cls, capability: str, impl: Implementation) -> str | None:
+        return None if capability == "network_faults" else super().unsupported(capability, impl)
+
+    def __init__(self, run: Run | None = None, *, network_faults: bool = False) -> None:
         self.run = run or Run.current()
         self.client = images.docker_client()
-        self.run.mark("docker")  # the watchdog and the sweep then also clean up containers
+        self.run.note("docker")  # the watchdog and the sweep then also clean up containers
         sweep_dead_runs(self.client)
         self.image = ""
         self.server = ""

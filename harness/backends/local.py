@@ -14,13 +14,16 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
 
+from harness import netns
 from harness.backends.base import Backend, Node, NodeConfig, render_config
-from harness.errors import HarnessError, NotReadyError
+from harness.errors import HarnessError, NotReadyError, NotSupportedError, UsageError
 from harness.impl import Implementation
+from harness.netns import RULE_TAG, Namespace
 from harness.ports import PortLease
 from harness.runs import Run
 
@@ -29,23 +32,36 @@ class LocalNode(Node):
     backend_name = "local"
 
     def __init__(
-        self, run: Run, impl: Implementation, cfg: NodeConfig, index: int, port: int, base: Path
+        self,
+        run: Run,
+        impl: Implementation,
+        cfg: NodeConfig,
+        index: int,
+        port: int,
+        base: Path,
+        ns: Namespace | None = None,
     ):
         self.run = run
         self.impl = impl
         self.cfg = cfg
         self.index = index
-        self.host = "127.0.0.1"
+        self.ns = ns
+        # In a namespace every node has its own address (so packets name their node);
+        # otherwise all share 127.0.0.1 with ports of their own.
+        self.host = ns.add_address() if ns is not None else "127.0.0.1"
         self.port = port
-        self.dir = base / f"node-{port}"
+        self.dir = base / f"node-{index}-{port}"
         self.dir.mkdir(parents=True)
         self.conf_path = self.dir / "server.conf"
         self.log_path = self.dir / "server.log"
-        self.conf_path.write_text(
-            render_config(impl, cfg, port=port, bind=self.host, data_dir=str(self.dir))
-        )
+        config = render_config(impl, cfg, port=port, bind=self.host, data_dir=str(self.dir))
+        if ns is not None:
+            config += f"bind-source-addr {self.host}\n"
+        self.conf_path.write_text(config)
         self.proc: subprocess.Popen[bytes] | None = None
         self.state = "new"
+        self.dropped_from: set[str] = set()
+        self.isolated = False
 
     @property
     def description(self) -> str:
@@ -65,7 +81,11 @@ class LocalNode(Node):
             log.flush()
             try:
                 self.proc = subprocess.Popen(
-                    [self.impl.binary, str(self.conf_path)],
+                    [
+                        *(self.ns.exec_prefix() if self.ns else []),
+                        self.impl.binary,
+                        str(self.conf_path),
+                    ],
                     cwd=self.dir,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
@@ -149,6 +169,43 @@ class LocalNode(Node):
             self.proc.wait(timeout)
         self._reap()
 
+    # -- network faults: iptables in the cluster's namespace ---------------------------
+    def _ns(self) -> Namespace:
+        if self.ns is None:
+            raise NotSupportedError(
+                "this local cluster has no namespace; create it with network_faults=True "
+                "(or mark the test @pytest.mark.requires('network_faults'))"
+            )
+        return self.ns
+
+    def _rule(self, op: str, chain: str, *match: str, check: bool = True) -> None:
+        self._ns().iptables(
+            op, chain, *match, "-j", "DROP", "-m", "comment", "--comment", RULE_TAG, check=check
+        )
+
+    def drop_from(self, peers: Sequence[Node]) -> None:
+        for peer in peers:
+            if peer is self or peer.host in self.dropped_from:
+                continue
+            self._rule("-I", "INPUT", "-s", peer.host, "-d", self.host)
+            self.dropped_from.add(peer.host)
+
+    def heal_drops(self) -> None:
+        for host in sorted(self.dropped_from):
+            self._rule("-D", "INPUT", "-s", host, "-d", self.host, check=False)
+            self.dropped_from.discard(host)
+
+    def isolate(self) -> None:
+        self._ns()
+        for chain, match in (("INPUT", "-d"), ("INPUT", "-s"), ("OUTPUT", "-s")):
+            self._rule("-I", chain, match, self.host)
+        self.isolated = True
+
+    def rejoin(self) -> None:
+        for chain, match in (("INPUT", "-d"), ("INPUT", "-s"), ("OUTPUT", "-s")):
+            self._rule("-D", chain, match, self.host, check=False)
+        self.isolated = False
+
     def log_text(self, max_bytes: int = 20000) -> str:
         try:
             with self.log_path.open("rb") as f:
@@ -165,18 +222,42 @@ class LocalBackend(Backend):
 
     name = "local"
 
-    def __init__(self, run: Run | None = None) -> None:
+    def __init__(self, run: Run | None = None, *, network_faults: bool = False) -> None:
         self.run = run or Run.current()
         self.lease = PortLease()
         self.nodes: list[LocalNode] = []
+        self.network_faults = network_faults
+        self.ns: Namespace | None = None
+
+    @classmethod
+    def unsupported(cls, capability: str, impl: Implementation) -> str | None:
+        if capability != "network_faults":
+            return super().unsupported(capability, impl)
+        if not impl.has("bind_source_addr"):
+            return (
+                f"{impl.name} lacks bind_source_addr, needed for per-node addresses in a namespace"
+            )
+        reason = netns.unavailable_reason()
+        return f"the local backend cannot cut links here: {reason}" if reason else None
 
     def create_nodes(
         self, impl: Implementation, cfg: NodeConfig, count: int, ports: list[int] | None = None
     ) -> list[Node]:
-        ports = self.lease.claim_exact(ports) if ports else self.lease.claim(count)
         # A fresh directory per cluster: a reused port must never find an old nodes.conf.
         base = Path(tempfile.mkdtemp(prefix="cluster-", dir=self.run.dir))
-        nodes = [LocalNode(self.run, impl, cfg, i, p, base) for i, p in enumerate(ports)]
+        if self.network_faults:
+            reason = self.unsupported("network_faults", impl)
+            if reason is not None:
+                raise NotSupportedError(reason)
+            if ports:
+                raise UsageError(
+                    "fixed ports and network_faults do not mix: namespaced nodes use 6379"
+                )
+            self.ns = netns.Namespace(self.run)
+            ports = [6379] * count  # each node has its own address in the namespace
+        else:
+            ports = self.lease.claim_exact(ports) if ports else self.lease.claim(count)
+        nodes = [LocalNode(self.run, impl, cfg, i, p, base, self.ns) for i, p in enumerate(ports)]
         self.nodes.extend(nodes)
         for n in nodes:
             n.start()
@@ -193,3 +274,6 @@ class LocalBackend(Backend):
             n._reap()
         self.nodes.clear()
         self.lease.release()
+        if self.ns is not None:
+            self.ns.close()
+            self.ns = None
