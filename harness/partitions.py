@@ -34,7 +34,7 @@ class Partition:
 
 
 def _between(groups: Sequence[Sequence[int]]) -> frozenset[tuple[int, int]]:
-    blocked = set()
+    blocked: set[tuple[int, int]] = set()
     for gi, a in enumerate(groups):
         for gj, b in enumerate(groups):
             if gi != gj:
