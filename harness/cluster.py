@@ -8,6 +8,7 @@ implementation that speaks the protocol, and every step can report what it saw.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from harness.crc16 import SLOTS
 from harness.errors import HarnessError, UsageError
 from harness.faults import Faults
 from harness.impl import Implementation
+from harness.ports import PortLease
 from harness.topology import (
     NodeView,
     Snapshot,
@@ -47,6 +49,7 @@ class ClusterSpec:
     server_args: tuple[tuple[str, str], ...] = ()
     ready_timeout_s: float = 30.0
     network_faults: bool = False  # local backend: run in a namespace so links can be cut
+    proxied: bool = False  # every client and bus link goes through a Toxiproxy proxy
 
     def __post_init__(self) -> None:
         if not 1 <= self.masters <= 64:
@@ -105,6 +108,7 @@ class Cluster:
     events: list[Event] = field(default_factory=list)
     bringup_ms: float = 0.0
     _clients: list[RedisCluster] = field(default_factory=list)
+    _proxy_lease: PortLease = field(default_factory=PortLease)
 
     # -- lifecycle -----------------------------------------------------------------
     @classmethod
@@ -125,10 +129,15 @@ class Cluster:
         try:
             nodes = be.create_nodes(impl, spec.node_config(), spec.size, ports)
             cluster = cls(spec, impl, be, nodes)
+            if spec.proxied:
+                cluster._put_behind_proxies()
             cluster.form()
             cluster.wait_ready(spec.ready_timeout_s)
         except BaseException:
-            be.close()
+            if "cluster" in locals():
+                cluster.close()
+            else:
+                be.close()
             raise
         cluster.bringup_ms = (time.monotonic() - t0) * 1000
         cluster.record("ready", "cluster", f"{cluster.bringup_ms:.0f} ms")
@@ -139,6 +148,12 @@ class Cluster:
             with contextlib.suppress(Exception):  # teardown must go on
                 c.close()
         self._clients.clear()
+        for n in self.nodes:
+            for proxy in n.proxies or ():
+                with contextlib.suppress(HarnessError):
+                    proxy.delete()
+            n.proxies = None
+        self._proxy_lease.release()
         self.backend.close()
 
     def __enter__(self) -> Cluster:
@@ -156,6 +171,30 @@ class Cluster:
         ev = Event(time.monotonic_ns(), action, node, detail)
         self.events.append(ev)
         return ev
+
+    # -- proxies ---------------------------------------------------------------------
+    def _put_behind_proxies(self) -> None:
+        """One proxy for each node's client port and one for its bus port, on ports P and
+        P+10000 (so MEET without a bus port works on every version); each node announces
+        its proxies, so CLUSTER SLOTS/SHARDS, MOVED and ASK all point through them."""
+        from harness.toxiproxy.client import connect
+
+        server = connect()
+        host = self.backend.proxy_host()
+        ports = self._proxy_lease.claim(len(self.nodes))
+        tag = os.urandom(3).hex()
+        for n, p in zip(self.nodes, ports, strict=True):
+            client = server.create(
+                f"rch-{tag}-{n.name}-client", f"{host}:{p}", f"{n.host}:{n.port}"
+            )
+            bus = server.create(
+                f"rch-{tag}-{n.name}-bus", f"{host}:{p + 10000}", f"{n.host}:{n.port + 10000}"
+            )
+            n.proxies = (client, bus)
+            n.announce = (host, p)
+            n.call("CONFIG", "SET", "cluster-announce-ip", host)
+            n.call("CONFIG", "SET", "cluster-announce-port", p)
+            n.call("CONFIG", "SET", "cluster-announce-bus-port", p + 10000)
 
     # -- formation -----------------------------------------------------------------
     @property
@@ -185,7 +224,7 @@ class Cluster:
         # writable delay, which is the floor of a bring-up.
         for i, a in enumerate(self.nodes):
             for b in self.nodes[i + 1 :]:
-                a.call("CLUSTER", "MEET", b.host, b.port)
+                a.call("CLUSTER", "MEET", b.public_host, b.public_port)
         for r in self.initial_replicas:
             master = self.initial_master_of(r)
             wait_for(
@@ -369,7 +408,7 @@ class Cluster:
         """A redis-py cluster client bootstrapped from all nodes; closed with the cluster."""
         opts: dict[str, Any] = {"decode_responses": True, "socket_timeout": 5.0}
         opts.update(kwargs)
-        seeds = [RedisClusterNode(n.host, n.port) for n in self.live_nodes()]  # type: ignore[no-untyped-call]
+        seeds = [RedisClusterNode(n.public_host, n.public_port) for n in self.live_nodes()]  # type: ignore[no-untyped-call]
         c = RedisCluster(startup_nodes=seeds, **opts)
         self._clients.append(c)
         return c

@@ -12,6 +12,7 @@ must be undone are also context managers that undo them on exit, even on failure
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import partitions
 from harness.backends import Node
-from harness.errors import HarnessError, UsageError
+from harness.errors import HarnessError, NotSupportedError, UsageError
 from harness.partitions import Partition
 
 if TYPE_CHECKING:
@@ -227,3 +228,72 @@ class Faults:
             f"unknown partition shape {shape!r}; use isolate, split, majority-minority, bridge, "
             "majorities-ring or one-way"
         )
+
+    # -- link faults through the nodes' proxies (clusters with proxied=True) ------------
+    def _proxies(self, nodes: Node | Iterable[Node], bus: bool = False) -> list[Any]:
+        chosen = [nodes] if isinstance(nodes, Node) else list(nodes)
+        found: list[Any] = []
+        for n in chosen:
+            if n.proxies is None:
+                raise NotSupportedError(
+                    f"{n.name} {n.addr} has no proxy: start the cluster with proxied=True "
+                    "(@pytest.mark.cluster(proxied=True))"
+                )
+            found.extend(n.proxies if bus else n.proxies[:1])
+        return found
+
+    @contextmanager
+    def _toxic(
+        self, action: str, nodes: Node | Iterable[Node], toxic: str, bus: bool = False, **attrs: Any
+    ) -> Iterator[Event]:
+        proxies = self._proxies(nodes, bus)
+        ev = self.cluster.record(action, ",".join(p.name for p in proxies), str(attrs))
+        added = []
+        try:
+            for p in proxies:
+                for stream in ("downstream", "upstream"):
+                    name = f"rch-{toxic}-{stream}"
+                    p.add_toxic(toxic, stream=stream, name=name, **attrs)
+                    added.append((p, name))
+            yield ev
+        finally:
+            for p, name in added:
+                with contextlib.suppress(HarnessError):
+                    p.remove_toxic(name)
+            self.cluster.record(f"{action}-healed", ev.node)
+
+    def latency(self, nodes: Node | Iterable[Node], ms: int, jitter: int = 0) -> Any:
+        """Delay client traffic to and from the nodes by ``ms`` (± ``jitter``) each way."""
+        return self._toxic("latency", nodes, "latency", latency=ms, jitter=jitter)
+
+    def bandwidth(self, nodes: Node | Iterable[Node], kbps: int) -> Any:
+        """Limit client traffic of the nodes to ``kbps`` KB/s each way."""
+        return self._toxic("bandwidth", nodes, "bandwidth", rate=kbps)
+
+    def slow_close(self, nodes: Node | Iterable[Node], delay_ms: int = 1000) -> Any:
+        """Delay the closing of client connections by ``delay_ms``."""
+        return self._toxic("slow-close", nodes, "slow_close", delay=delay_ms)
+
+    def reset_connections(self, nodes: Node | Iterable[Node], after_ms: int = 0) -> Any:
+        """Reset (TCP RST) client connections ``after_ms`` after they carry data."""
+        return self._toxic("reset-connections", nodes, "reset_peer", timeout=after_ms)
+
+    @contextmanager
+    def cut_clients(self, nodes: Node | Iterable[Node], bus: bool = False) -> Iterator[Event]:
+        """Disable the nodes' client proxies (with ``bus=True`` also their bus proxies):
+        live connections close and new ones are refused until the block ends. Note that
+        a proxy-only cut does not partition a cluster: a node still reaches its peers
+        through *their* proxies, so nobody marks it failed."""
+        proxies = self._proxies(nodes, bus)
+        ev = self.cluster.record("cut-proxies", ",".join(p.name for p in proxies))
+        disabled = []
+        try:
+            for p in proxies:
+                p.disable()
+                disabled.append(p)
+            yield ev
+        finally:
+            for p in disabled:
+                with contextlib.suppress(HarnessError):
+                    p.enable()
+            self.cluster.record("cut-proxies-healed", ev.node)

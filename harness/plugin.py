@@ -34,6 +34,7 @@ from harness.runs import Run
 HARNESS_FIXTURES = {"cluster", "cluster_factory", "harness_impl"}
 CLUSTER_MARK_ARGS = {
     "network_faults",
+    "proxied",
     "masters",
     "replicas",
     "node_timeout_ms",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import redis
 from redis.backoff import NoBackoff
@@ -87,6 +87,24 @@ class Node(abc.ABC):
     node_id: str | None = None
     backend_name: str = "?"
     isolated: bool = False  # cut off from the cluster network by a fault
+    #: (host, port) the node announces when its traffic goes through proxies
+    announce: tuple[str, int] | None = None
+    #: its client-port and bus-port proxies (``harness.toxiproxy.client.Proxy``)
+    proxies: tuple[Any, Any] | None = None
+
+    @property
+    def public_host(self) -> str:
+        """Where clients and peers reach the node: its proxy if proxied, else itself."""
+        return self.announce[0] if self.announce else self.host
+
+    @property
+    def public_port(self) -> int:
+        return self.announce[1] if self.announce else self.port
+
+    @property
+    def public_addr(self) -> str:
+        """The address the cluster announces for this node (what MOVED names)."""
+        return f"{self.public_host}:{self.public_port}"
 
     @property
     def addr(self) -> str:
@@ -178,6 +196,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def __init__(self, run: Run | None = None, *, network_faults: bool = False) -> None:
         """``network_faults``: set up the nodes so links between them can be cut."""
+
+    def proxy_host(self) -> str:
+        """An address of this host that both the nodes and the harness reach: where
+        proxies in front of the nodes listen."""
+        return "127.0.0.1"
 
     @classmethod
     def unsupported(cls, capability: str, impl: Implementation) -> str | None:

@@ -277,6 +277,10 @@ class DockerBackend(Backend):
 
     name = "docker"
 
+    def proxy_host(self) -> str:
+        """The bridge's gateway: the host's own address on the cluster network."""
+        return str(next(self.subnet.hosts()))
+
     @classmethod
     def unsupported(cls, capability: str, impl: Implementation) -> str | None:
         return None if capability == "network_faults" else super().unsupported(capability, impl)

@@ -229,6 +229,9 @@ class LocalBackend(Backend):
         self.network_faults = network_faults
         self.ns: Namespace | None = None
 
+    def proxy_host(self) -> str:
+        return self.ns.host_addr if self.ns is not None else "127.0.0.1"
+
     @classmethod
     def unsupported(cls, capability: str, impl: Implementation) -> str | None:
         if capability != "network_faults":
