@@ -1,0 +1,254 @@
+"""Recorded client workloads: asyncio clients (redis-py's asyncio RedisCluster) that do
+bounded, seeded work against a cluster and record every operation in a :class:`History`.
+
+- **set**: each client adds unique integers to sets (SADD); after healing, one final read
+  (SMEMBERS) per key. Lost = acknowledged adds missing from the final read.
+- **register**: versioned SET/GET. Each key has one writer (its versions strictly
+  increase) and any client reads, so a read lower than a completed write is stale.
+- **counter**: INCR; the final value must lie between acknowledged and attempted.
+
+The client makes exactly one attempt per operation (no retries), so every outcome is
+exact: an error reply is ``fail``, a timeout or a dropped connection is ``info``. It still
+follows MOVED/ASK redirections (the command did not run where it was redirected from) and
+refreshes its slot map after errors. Keys are spread over the whole slot space, so every
+master gets traffic. The workload runs on its own thread and event loop; tests stay
+synchronous and drive faults while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import redis
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from harness.crc16 import SLOTS, key_for_slot, key_slot
+from harness.errors import HarnessError, UsageError
+from harness.history import History, Op, classify_error, from_events
+from harness.wait import wait_for
+
+if TYPE_CHECKING:
+    from harness.cluster import Cluster
+
+Kind = Literal["set", "register", "counter"]
+KINDS: tuple[Kind, ...] = ("set", "register", "counter")
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    kind: Kind = "set"
+    clients: int = 4
+    keys: int = 24  # spread evenly over the slot space
+    rate: float | None = 500.0  # total ops/s; None = as fast as the clients go
+    max_ops: int = 200_000  # bound on the whole run, whatever happens
+    timeout_s: float = 0.5  # per operation; beyond it the outcome is unknown
+    read_ratio: float = 0.5  # register: share of reads
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise UsageError(f"workload {self.kind!r}: choose one of {', '.join(KINDS)}")
+        if not 1 <= self.clients <= 256:
+            raise UsageError(f"clients={self.clients}: use 1..256")
+        if not 1 <= self.keys <= SLOTS:
+            raise UsageError(f"keys={self.keys}: use 1..{SLOTS}")
+        if self.rate is not None and self.rate <= 0:
+            raise UsageError(f"rate={self.rate}: use a positive number of ops/s, or None")
+
+
+def spread_keys(kind: str, count: int, seed: int) -> list[str]:
+    """``count`` keys on slots spread evenly over 0..16383 (offset by the seed)."""
+    offset = random.Random(seed).randrange(SLOTS // count) if count < SLOTS else 0
+    return [
+        key_for_slot((i * SLOTS // count + offset) % SLOTS, prefix=f"{kind}:{seed}:")
+        for i in range(count)
+    ]
+
+
+class Workload:
+    """One workload against one cluster. Use :meth:`running` around the faults, then
+    :meth:`final_read` after healing; :attr:`history` holds everything."""
+
+    def __init__(self, cluster: Cluster, spec: WorkloadSpec) -> None:
+        self.cluster = cluster
+        self.spec = spec
+        self.history = History()
+        self.keys = spread_keys(spec.kind, spec.keys, spec.seed)
+        self._ids = itertools.count()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._versions = {k: 0 for k in self.keys}
+        self._lock = threading.Lock()
+
+    # -- client --------------------------------------------------------------------
+    def _client(self) -> AsyncRedisCluster:
+        nodes = [ClusterNode(n.public_host, n.public_port) for n in self.cluster.live_nodes()]
+        return AsyncRedisCluster(
+            startup_nodes=nodes,
+            decode_responses=True,
+            socket_timeout=self.spec.timeout_s,
+            socket_connect_timeout=self.spec.timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            require_full_coverage=False,
+        )
+
+    def _record(self, op: Op) -> None:
+        with self._lock:
+            self.history.ops.append(op)
+
+    async def _do(self, client: AsyncRedisCluster, cid: int, kind: str, key: str, value: Any) -> Op:
+        op = Op(next(self._ids), cid, kind, key, key_slot(key), value, time.monotonic_ns())
+        try:
+            with contextlib.suppress(Exception):
+                target = client.get_node_from_key(key)
+                op.node = target.name if target is not None else None
+            if kind == "add":
+                await client.sadd(key, value)
+            elif kind == "write":
+                await client.set(key, value)
+            elif kind == "read":
+                raw = await client.get(key)
+                op.value = None if raw is None else int(raw)
+            elif kind == "incr":
+                await client.incr(key)
+            op.outcome = "ok"
+        except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
+            op.outcome, op.error = classify_error(exc)
+        op.complete_ns = time.monotonic_ns()
+        self._record(op)
+        return op
+
+    async def _client_loop(self, client: AsyncRedisCluster, cid: int, budget: list[int]) -> None:
+        spec = self.spec
+        rng = random.Random(f"{spec.seed}:{cid}")
+        interval = spec.clients / spec.rate if spec.rate else 0.0
+        next_at = time.monotonic()
+        mine = [k for i, k in enumerate(self.keys) if i % spec.clients == cid] or self.keys
+        counter = 0
+        while not self._stop.is_set() and budget[0] > 0:
+            budget[0] -= 1
+            if spec.kind == "set":
+                counter += 1
+                await self._do(
+                    client, cid, "add", rng.choice(self.keys), cid * 1_000_000_000 + counter
+                )
+            elif spec.kind == "counter":
+                await self._do(client, cid, "incr", rng.choice(self.keys), 1)
+            elif rng.random() < spec.read_ratio:
+                await self._do(client, cid, "read", rng.choice(self.keys), None)
+            else:
+                key = rng.choice(mine)
+                self._versions[key] += 1  # this client is the key's only writer
+                await self._do(client, cid, "write", key, self._versions[key])
+            if interval:
+                next_at += interval
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # pacing to the rate, not synchronisation
+                else:
+                    next_at = time.monotonic()
+
+    async def _main(self) -> None:
+        client = self._client()
+        try:
+            await client.initialize()
+            budget = [self.spec.max_ops]
+            await asyncio.gather(
+                *(self._client_loop(client, c, budget) for c in range(self.spec.clients))
+            )
+        finally:
+            await client.aclose()
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported by stop()
+            self._error = exc
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> Workload:
+        self._thread = threading.Thread(
+            target=self._thread_main, name=f"workload-{self.spec.kind}", daemon=True
+        )
+        self._thread.start()
+        wait_for(
+            lambda: (len(self.history.ops) > 0 or self._error is not None, len(self.history.ops)),
+            10,
+            "first op",
+        )
+        if self._error is not None:
+            raise HarnessError(f"workload could not start: {self._error}")
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            if self._thread.is_alive():
+                raise HarnessError("workload did not stop within 30 s")
+        if self._error is not None:
+            raise HarnessError(f"workload failed: {type(self._error).__name__}: {self._error}")
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Workload]:
+        """Run for the duration of the block (faults go inside); always stops."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+
+    def wait_ops(self, count: int, timeout: float = 30) -> None:
+        """Wait until ``count`` more operations completed (a way to let load run without
+        sleeping for a fixed time)."""
+        target = len(self.history.ops) + count
+        wait_for(
+            lambda: (len(self.history.ops) >= target, len(self.history.ops)),
+            timeout,
+            f"{count} more ops",
+        )
+
+    def final_read(self, timeout: float = 30) -> History:
+        """After healing: read every key (retrying until each read succeeds), record the
+        reads, attach the cluster's fault timeline, and return the history."""
+        if self.spec.kind == "register":
+            self.history.events = from_events(self.cluster.events)
+            return self.history
+        client = self.cluster.client(socket_timeout=2.0)
+        for key in self.keys:
+
+            def read(key: str = key) -> tuple[bool, Any]:
+                if self.spec.kind == "set":
+                    return True, sorted(int(v) for v in client.smembers(key))
+                raw = client.get(key)
+                return True, 0 if raw is None else int(raw)
+
+            t0 = time.monotonic_ns()
+            value = wait_for(read, timeout, f"final read of {key}")
+            self._record(
+                Op(
+                    next(self._ids),
+                    -1,
+                    "final-read",
+                    key,
+                    key_slot(key),
+                    value,
+                    t0,
+                    time.monotonic_ns(),
+                    "ok",
+                )
+            )
+        self.history.events = from_events(self.cluster.events)
+        return self.history
