@@ -106,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--tag", metavar="NAME:TAG", help="image name (default derived from the input)"
     )
+
+    tox = sub.add_parser(
+        "toxiproxy", help="serve the embedded Toxiproxy-compatible API until Ctrl-C"
+    )
+    tox.add_argument("--host", default="127.0.0.1")
+    tox.add_argument("--port", type=_int_range(1, 65535, "--port"), default=8474)
+    tox.add_argument("--config", metavar="FILE", help="JSON list of proxies to create at start")
+    tox.add_argument(
+        "--seed", type=_int_range(0, 2**63 - 1, "--seed"), help="seed for toxicity draws"
+    )
     return parser
 
 
@@ -219,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "image":
             return cmd_image(args)
+        if args.command == "toxiproxy":
+            from harness.toxiproxy import main as serve
+
+            return serve(args.host, args.port, config=args.config, seed=args.seed)
         return cmd_impls()
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
