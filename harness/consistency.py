@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -119,17 +120,19 @@ def _windows_for(history: History) -> list[Window]:
 
 
 class _Classifier:
-    """Union of the fault windows as sorted disjoint [start, end) spans, for bisection."""
+    """Union of the fault windows as sorted disjoint [start, end) spans, for bisection.
+    A window never healed stays open for good, even past the history's last op."""
 
     def __init__(self, windows: Sequence[Window]) -> None:
         starts: list[int] = []
         ends: list[int] = []
         for w in sorted(windows, key=lambda w: w.start_ns):
+            end = w.end_ns if w.closed else OPEN_END
             if ends and w.start_ns <= ends[-1]:
-                ends[-1] = max(ends[-1], w.end_ns)
+                ends[-1] = max(ends[-1], end)
             else:
                 starts.append(w.start_ns)
-                ends.append(w.end_ns)
+                ends.append(end)
         self.starts = starts
         self.ends = ends
 
@@ -628,18 +631,23 @@ class Unavailable:
     def ok(self) -> bool:
         return all(w.closed for w in self.windows)
 
-    def describe(self, origin_ns: int | None = None) -> str:
+    def describe(self, origin_ns: int | None = None, limit: int = 10) -> str:
+        """Totals, then the ``limit`` longest windows in time order (a lone timeout is
+        a window too, so there may be many)."""
         head = (
             f"shard {self.shard}: {self.failed_writes} of {self.writes} writes failed or "
             f"unknown, unavailable {self.total_ms:.1f} ms in {len(self.windows)} windows"
         )
         origin = origin_ns if origin_ns is not None else 0
+        longest = sorted(self.windows, key=lambda w: w.start_ns - w.end_ns)[:limit]
         parts = [
             f"  {_rel(w.start_ns, origin)} → "
             + (_rel(w.end_ns, origin) if w.closed else "end (never recovered)")
             + f" ({w.ms:.1f} ms, {w.failed_writes} writes)"
-            for w in self.windows
+            for w in sorted(longest, key=lambda w: w.start_ns)
         ]
+        if len(self.windows) > len(longest) > 0:
+            parts.append(f"  … and {len(self.windows) - len(longest)} shorter windows")
         return "\n".join([head, *parts])
 
 
@@ -740,7 +748,7 @@ class Phases:
 
 
 def failover_phases(
-    history: History, events: Iterable[FaultEvent], fault_ns: int, slots: set[int]
+    history: History, events: Iterable[FaultEvent], fault_ns: int, slots: AbstractSet[int]
 ) -> Phases:
     """Phases of the failover after ``fault_ns`` on ``slots``.
 
