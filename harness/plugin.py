@@ -260,6 +260,14 @@ def metrics(request: pytest.FixtureRequest) -> Metrics:
     return Metrics(request.node)
 
 
+@pytest.fixture
+def artifacts(request: pytest.FixtureRequest, harness_state: HarnessState) -> Path:
+    """This test's directory in the report (histories, schedules): kept with summary.json."""
+    path = harness_state.report_dir / "artifacts" / re.sub(r"[^\w.-]+", "_", request.node.nodeid)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 ClusterFactory = Callable[..., Cluster]
 
 
