@@ -24,7 +24,7 @@ from harness.backends import Backend, Node, NodeConfig, get_backend
 from harness.backends.base import PERSISTENCE, Persistence
 from harness.checkers import Verdict, healthy
 from harness.crc16 import SLOTS
-from harness.errors import HarnessError, UsageError
+from harness.errors import HarnessError, NotSupportedError, UsageError
 from harness.faults import Faults
 from harness.impl import Implementation
 from harness.ports import PortLease
@@ -179,6 +179,11 @@ class Cluster:
         its proxies, so CLUSTER SLOTS/SHARDS, MOVED and ASK all point through them."""
         from harness.toxiproxy.client import connect
 
+        if not self.impl.has("runtime_announce"):
+            raise NotSupportedError(
+                f"{self.impl.name} lacks runtime_announce: it would keep announcing its own "
+                "address, so clients could bypass the proxies"
+            )
         server = connect()
         host = self.backend.proxy_host()
         ports = self._proxy_lease.claim(len(self.nodes))

@@ -31,6 +31,7 @@ KNOWN_CAPABILITIES = frozenset(
         "manual_failover",
         "debug_command",
         "replicated_setslot",
+        "runtime_announce",
     }
 )
 

@@ -12,7 +12,10 @@ from harness import Cluster, key_for_slot
 from harness.plugin import Metrics
 from harness.wait import wait_for
 
-pytestmark = pytest.mark.cluster(masters=3, replicas=1, proxied=True)
+pytestmark = [
+    pytest.mark.cluster(masters=3, replicas=1, proxied=True),
+    pytest.mark.requires("runtime_announce"),
+]
 
 
 def _write(client: redis.cluster.RedisCluster, key: str) -> tuple[bool, str]:
