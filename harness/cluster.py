@@ -95,6 +95,7 @@ class Event:
     action: str
     node: str
     detail: str = ""
+    wall_ns: int = 0  # the same instant on the wall clock, to compare with server logs
 
 
 @dataclass
@@ -168,7 +169,7 @@ class Cluster:
         return Faults(self)
 
     def record(self, action: str, node: str, detail: str = "") -> Event:
-        ev = Event(time.monotonic_ns(), action, node, detail)
+        ev = Event(time.monotonic_ns(), action, node, detail, time.time_ns())
         self.events.append(ev)
         return ev
 
