@@ -188,6 +188,15 @@ class Node(abc.ABC):
         """Where the node runs (for messages and reports)."""
 
 
+def start_all(nodes: Sequence[Node], timeout: float) -> list[Node]:
+    """Start every node first, then wait for each: the servers' start-up delays overlap."""
+    for n in nodes:
+        n.start()
+    for n in nodes:
+        n.wait_answering(timeout)
+    return list(nodes)
+
+
 class Backend(abc.ABC):
     """Creates nodes and owns their lifetime."""
 

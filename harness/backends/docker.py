@@ -39,7 +39,7 @@ import requests
 from docker.types import EndpointConfig
 
 from harness import images
-from harness.backends.base import Backend, Node, NodeConfig, render_config
+from harness.backends.base import Backend, Node, NodeConfig, render_config, start_all
 from harness.errors import HarnessError, NotReadyError, UsageError
 from harness.impl import Implementation, load_profiles, parse_version
 from harness.runs import Run, proc_start_time
@@ -350,11 +350,7 @@ class DockerBackend(Backend):
         hosts = list(self.subnet.hosts())[1:]  # .1 is the bridge's gateway
         nodes = [DockerNode(self, impl, cfg, i, str(hosts[i]), base) for i in range(count)]
         self.nodes.extend(nodes)
-        for n in nodes:
-            n.start()
-        for n in nodes:
-            n.wait_answering(timeout=30)
-        return list(nodes)
+        return start_all(nodes, timeout=30)
 
     def close(self) -> None:
         remove_resources(self.client, {LABEL_RUN: self.run.id, LABEL_CLUSTER: self.cluster_id})

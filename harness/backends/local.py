@@ -20,7 +20,7 @@ from pathlib import Path
 import redis
 
 from harness import netns
-from harness.backends.base import Backend, Node, NodeConfig, render_config
+from harness.backends.base import Backend, Node, NodeConfig, render_config, start_all
 from harness.errors import HarnessError, NotReadyError, NotSupportedError, UsageError
 from harness.impl import Implementation
 from harness.netns import RULE_TAG, Namespace
@@ -262,11 +262,7 @@ class LocalBackend(Backend):
             ports = self.lease.claim_exact(ports) if ports else self.lease.claim(count)
         nodes = [LocalNode(self.run, impl, cfg, i, p, base, self.ns) for i, p in enumerate(ports)]
         self.nodes.extend(nodes)
-        for n in nodes:
-            n.start()
-        for n in nodes:
-            n.wait_answering(timeout=15)
-        return list(nodes)
+        return start_all(nodes, timeout=15)
 
     def close(self) -> None:
         for n in self.nodes:
