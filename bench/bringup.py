@@ -51,21 +51,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-import redis
-
-from harness.backends.base import Backend, Node, NodeConfig, render_config
+from harness.backends import get_backend
+from harness.backends.base import Node, NodeConfig, start_all
+from harness.backends.local import LocalBackend, LocalNode
 from harness.cluster import Cluster, ClusterSpec
-from harness.errors import HarnessError, NotReadyError, UsageError
+from harness.errors import HarnessError, NotReadyError
 from harness.impl import Implementation, resolve
-from harness.ports import PortLease
 from harness.runs import Run
 
 TARGET_MS = 2300.0
 DOCKER_TARGET_MS = 3500.0  # --backend docker: the docker median
 SPEC = ClusterSpec(masters=3, replicas=1)
-HOST = "127.0.0.1"
 ANSWER_TIMEOUT_S = 15.0  # same as the local backend's wait for PING
 CLI_TIMEOUT_S = 60.0
 PR_SET_PDEATHSIG = 1
@@ -90,31 +88,16 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
 
 
 # -- reference: plain processes ------------------------------------------------------
-class PlainNode(Node):
-    """A server process started directly from a rendered config (no harness backend)."""
-
-    def __init__(self, run: Run, binary: str, index: int, port: int, directory: Path) -> None:
-        self.run = run
-        self.binary = binary
-        self.index = index
-        self.host = HOST
-        self.port = port
-        self.dir = directory
-        self.conf_path = directory / "server.conf"
-        self.log_path = directory / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.state = "new"
-
-    @property
-    def description(self) -> str:
-        pid = self.proc.pid if self.proc else None
-        return f"{self.name} {self.addr} (pid {pid}, dir {self.dir})"
+class PlainNode(LocalNode):
+    """A reference server: a :class:`LocalNode` (directory, config, PING probe, signals,
+    teardown) whose process is started as this benchmark always started it: without the
+    harness's log header, and with :func:`_die_with_parent`."""
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             try:
                 self.proc = subprocess.Popen(
-                    [self.binary, str(self.conf_path)],
+                    [self.impl.binary, str(self.conf_path)],
                     cwd=self.dir,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
@@ -124,87 +107,19 @@ class PlainNode(Node):
                     preexec_fn=_die_with_parent(os.getpid()),
                 )
             except OSError as exc:
-                raise HarnessError(f"cannot start {self.binary}: {exc.strerror}") from exc
+                raise HarnessError(f"cannot start {self.impl.binary}: {exc.strerror}") from exc
         self.run.register(self.proc.pid)
         self.state = "running"
 
-    def wait_answering(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        client = self.client(timeout=0.5)
-        last = "no answer yet"
-        try:
-            while True:
-                if self.proc is None or self.proc.poll() is not None:
-                    self._reap()
-                    tail = " | ".join(self.log_text(2000).splitlines()[-3:]) or "no output"
-                    raise HarnessError(
-                        f"reference {self.name} {self.addr} exited at start-up: {tail}"
-                    )
-                try:
-                    if client.execute_command("PING") in ("PONG", b"PONG", True):  # type: ignore[no-untyped-call]
-                        return
-                except redis.exceptions.RedisError as exc:
-                    last = str(exc)
-                if time.monotonic() >= deadline:
-                    raise NotReadyError(
-                        f"reference {self.name} {self.addr} does not answer PING after {timeout:.0f}s: {last}"
-                    )
-                time.sleep(0.005)  # poll interval, same as the local backend
-        finally:
-            client.close()
 
-    def _signal(self, sig: signal.Signals) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            raise HarnessError(f"{self.name} {self.addr} is not running")
-        os.killpg(self.proc.pid, sig)
-
-    def _reap(self) -> None:
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGCONT)
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-            self.run.unregister(self.proc.pid)
-        self.state = "stopped"
-
-    def kill(self) -> None:
-        self._reap()
-
-    def pause(self) -> None:
-        self._signal(signal.SIGSTOP)
-        self.state = "paused"
-
-    def resume(self) -> None:
-        self._signal(signal.SIGCONT)
-        self.state = "running"
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            if self.state == "paused":
-                self.resume()
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout)
-        self._reap()
-
-    def log_text(self, max_bytes: int = 20000) -> str:
-        try:
-            data = self.log_path.read_bytes()
-        except OSError:
-            return ""
-        return data[-max_bytes:].decode(errors="replace")
-
-
-class PlainBackend(Backend):
+class PlainBackend(LocalBackend):
     """Owns the reference processes: ports from a PortLease, data dirs in a temporary
     directory inside the run directory (so the watchdog also removes it)."""
 
     name = "plain"
 
     def __init__(self, run: Run) -> None:
-        self.run = run
-        self.lease = PortLease()
-        self.nodes: list[PlainNode] = []
+        super().__init__(run)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     def create_nodes(
@@ -213,27 +128,15 @@ class PlainBackend(Backend):
         ports = self.lease.claim_exact(ports) if ports else self.lease.claim(count)
         self._tmp = tempfile.TemporaryDirectory(prefix="reference-", dir=self.run.dir)
         base = Path(self._tmp.name)
-        nodes = []
-        for i, port in enumerate(ports):
-            d = base / f"node-{port}"
-            d.mkdir()
-            node = PlainNode(self.run, impl.binary, i, port, d)
-            node.conf_path.write_text(
-                render_config(impl, cfg, port=port, bind=HOST, data_dir=str(d))
-            )
-            nodes.append(node)
+        nodes = [PlainNode(self.run, impl, cfg, i, port, base) for i, port in enumerate(ports)]
         self.nodes.extend(nodes)
-        for n in nodes:
-            n.start()
-        for n in nodes:
-            n.wait_answering(ANSWER_TIMEOUT_S)
-        return list(nodes)
+        try:
+            return start_all(nodes, ANSWER_TIMEOUT_S)
+        except HarnessError as exc:
+            raise type(exc)(f"reference {exc}") from exc
 
     def close(self) -> None:
-        for n in self.nodes:
-            n._reap()
-        self.nodes.clear()
-        self.lease.release()
+        super().close()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -481,13 +384,9 @@ def backend_sample(impl: Implementation, backend: BackendName, rep: int) -> Samp
 
 def warm_image(impl: Implementation) -> tuple[str, float]:
     """Build (or find unchanged) the image of ``impl.binary``, before any clock runs."""
-    try:
-        from harness import images
-    except ImportError as exc:
-        raise UsageError(
-            f"--backend docker needs the docker extras ({exc.name} is missing): "
-            "pip install -e '.[docker]'"
-        ) from None
+    get_backend("docker")  # without the docker extras: the harness's own UsageError
+    from harness import images
+
     t0 = time.monotonic()
     ref = images.image_for_binary(impl.binary)
     return ref, (time.monotonic() - t0) * 1000
@@ -548,15 +447,51 @@ def docker_main(args: argparse.Namespace) -> int:
     print(f"image warm-up (not timed below): {ref} in {warm_ms:.0f} ms")
 
     run = Run.current()  # created up front: its watchdog start is not part of any sample
-    samples: dict[BackendName, list[Sample]] = {"docker": [], "local": []}
+    kinds: tuple[BackendName, BackendName] = ("docker", "local")
+    samples = take_samples(kinds, args.reps, lambda b, rep: backend_sample(impl, b, rep), run)
+    if isinstance(samples, int):
+        return samples
+    medians = Medians.of(samples, kinds, DOCKER_TARGET_MS)
+    medians.report()
+    prof = {b: profile(samples[b]) for b in kinds}
+    print_profile(prof["docker"], prof["local"])
+
+    if args.json:
+        result = {
+            "backend": "docker",
+            **result_json(
+                impl,
+                {"image": {"ref": ref, "warmup_ms": round(warm_ms, 1)}},
+                args.reps,
+                samples,
+                medians,
+            ),
+            "profile_ms": {
+                b: {k: None if v is None else round(v, 1) for k, v in prof[b].items()}
+                for b in kinds
+            },
+        }
+        if not write_json(args.json, result):
+            return 1
+    return 0
+
+
+# -- both modes: alternating samples, medians, results ----------------------------------
+K = TypeVar("K", bound=str)
+
+
+def take_samples(
+    kinds: tuple[K, K], reps: int, take: Callable[[K, int], Sample], run: Run
+) -> dict[K, list[Sample]] | int:
+    """``reps`` samples of each kind, in alternating order (``kinds`` in the order given on
+    odd reps), each printed as it comes; or the exit status if interrupted (130) or a
+    bring-up failed (1). ``run`` is closed at the end either way."""
+    samples: dict[K, list[Sample]] = {k: [] for k in kinds}
     try:
-        for rep in range(1, args.reps + 1):
-            order: tuple[BackendName, BackendName] = (
-                ("docker", "local") if rep % 2 else ("local", "docker")
-            )
-            for backend in order:
-                s = backend_sample(impl, backend, rep)
-                samples[backend].append(s)
+        for rep in range(1, reps + 1):
+            for kind in kinds if rep % 2 else kinds[::-1]:
+                s = take(kind, rep)
+                samples[kind].append(s)
                 print(s.line(), flush=True)
     except KeyboardInterrupt:
         print("bringup: interrupted; everything started was stopped", file=sys.stderr)
@@ -566,50 +501,73 @@ def docker_main(args: argparse.Namespace) -> int:
         return 1
     finally:
         run.close()
+    return samples
 
-    med_d = statistics.median(s.ms for s in samples["docker"])
-    med_l = statistics.median(s.ms for s in samples["local"])
-    ratio = med_d / med_l
-    met = med_d <= DOCKER_TARGET_MS
-    print(f"median docker     {med_d:7.0f} ms")
-    print(f"median local      {med_l:7.0f} ms")
-    print(f"ratio docker/local {ratio:.2f}")
-    print(
-        f"target docker median <= {DOCKER_TARGET_MS:.0f} ms: "
-        f"{'met' if met else 'NOT met'} ({med_d:.0f} ms)"
-    )
-    prof = {b: profile(samples[b]) for b in ("docker", "local")}
-    print_profile(prof["docker"], prof["local"])
 
-    if args.json:
-        result: dict[str, Any] = {
-            "backend": "docker",
-            "impl": {
-                "name": impl.name,
-                "flavor": impl.flavor,
-                "version": impl.version_str,
-                "binary": impl.binary,
-            },
-            "image": {"ref": ref, "warmup_ms": round(warm_ms, 1)},
-            "spec": {
-                "masters": SPEC.masters,
-                "replicas": SPEC.replicas,
-                "node_timeout_ms": SPEC.node_timeout_ms,
-            },
-            "reps": args.reps,
-            "samples": [s.to_json() for b in ("docker", "local") for s in samples[b]],
-            "median_ms": {"docker": round(med_d, 1), "local": round(med_l, 1)},
-            "ratio": round(ratio, 3),
-            "target_ms": DOCKER_TARGET_MS,
-            "target_met": met,
-            "profile_ms": {
-                b: {k: None if v is None else round(v, 1) for k, v in prof[b].items()}
-                for b in ("docker", "local")
-            },
+@dataclass
+class Medians:
+    """The median bring-up of each of two kinds; the first kind's against a target."""
+
+    kinds: tuple[str, str]
+    ms: tuple[float, float]
+    target_ms: float
+
+    @classmethod
+    def of(cls, samples: dict[K, list[Sample]], kinds: tuple[K, K], target_ms: float) -> Medians:
+        first, second = (statistics.median(s.ms for s in samples[k]) for k in kinds)
+        return cls(kinds, (first, second), target_ms)
+
+    @property
+    def ratio(self) -> float:
+        return self.ms[0] / self.ms[1]
+
+    @property
+    def met(self) -> bool:
+        return self.ms[0] <= self.target_ms
+
+    def report(self) -> None:
+        for kind, ms in zip(self.kinds, self.ms, strict=True):
+            print(f"median {kind:<11}{ms:7.0f} ms")
+        print(f"ratio {self.kinds[0]}/{self.kinds[1]} {self.ratio:.2f}")
+        print(
+            f"target {self.kinds[0]} median <= {self.target_ms:.0f} ms: "
+            f"{'met' if self.met else 'NOT met'} ({self.ms[0]:.0f} ms)"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "median_ms": {k: round(ms, 1) for k, ms in zip(self.kinds, self.ms, strict=True)},
+            "ratio": round(self.ratio, 3),
+            "target_ms": self.target_ms,
+            "target_met": self.met,
         }
-        if not write_json(args.json, result):
-            return 1
-    return 0
+
+
+def result_json(
+    impl: Implementation,
+    extra: dict[str, Any],
+    reps: int,
+    samples: dict[K, list[Sample]],
+    medians: Medians,
+) -> dict[str, Any]:
+    """The results both modes write with ``--json``; ``extra`` comes after ``impl``."""
+    return {
+        "impl": {
+            "name": impl.name,
+            "flavor": impl.flavor,
+            "version": impl.version_str,
+            "binary": impl.binary,
+        },
+        **extra,
+        "spec": {
+            "masters": SPEC.masters,
+            "replicas": SPEC.replicas,
+            "node_timeout_ms": SPEC.node_timeout_ms,
+        },
+        "reps": reps,
+        "samples": [s.to_json() for k in samples for s in samples[k]],
+        **medians.to_json(),
+    }
 
 
 def write_json(path: Path, result: dict[str, Any]) -> bool:
@@ -680,61 +638,22 @@ def main(argv: list[str] | None = None) -> int:
     run = Run.current()  # created up front: its watchdog start is not part of any sample
     print(f"bring-up to READY of {SPEC.masters}x{SPEC.replicas}, {impl.describe()}")
     print(f"reference: {cli_version} --cluster create; {args.reps} reps, alternating order")
-    samples: dict[Kind, list[Sample]] = {"harness": [], "reference": []}
-    try:
-        for rep in range(1, args.reps + 1):
-            order: tuple[Kind, Kind] = (
-                ("harness", "reference") if rep % 2 else ("reference", "harness")
-            )
-            for kind in order:
-                s = (
-                    harness_sample(impl, rep)
-                    if kind == "harness"
-                    else reference_sample(impl, cli, run, rep)
-                )
-                samples[kind].append(s)
-                print(s.line(), flush=True)
-    except KeyboardInterrupt:
-        print("bringup: interrupted; everything started was stopped", file=sys.stderr)
-        return 130
-    except HarnessError as exc:
-        print(f"bringup: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        run.close()
+    kinds: tuple[Kind, Kind] = ("harness", "reference")
 
-    med_h = statistics.median(s.ms for s in samples["harness"])
-    med_r = statistics.median(s.ms for s in samples["reference"])
-    ratio = med_h / med_r
-    met = med_h <= TARGET_MS
-    print(f"median harness    {med_h:7.0f} ms")
-    print(f"median reference  {med_r:7.0f} ms")
-    print(f"ratio harness/reference {ratio:.2f}")
-    print(
-        f"target harness median <= {TARGET_MS:.0f} ms: {'met' if met else 'NOT met'} ({med_h:.0f} ms)"
-    )
+    def take(kind: Kind, rep: int) -> Sample:
+        if kind == "harness":
+            return harness_sample(impl, rep)
+        return reference_sample(impl, cli, run, rep)
+
+    samples = take_samples(kinds, args.reps, take, run)
+    if isinstance(samples, int):
+        return samples
+    medians = Medians.of(samples, kinds, TARGET_MS)
+    medians.report()
 
     if args.json:
-        result: dict[str, Any] = {
-            "impl": {
-                "name": impl.name,
-                "flavor": impl.flavor,
-                "version": impl.version_str,
-                "binary": impl.binary,
-            },
-            "cli": {"path": cli, "version": cli_version},
-            "spec": {
-                "masters": SPEC.masters,
-                "replicas": SPEC.replicas,
-                "node_timeout_ms": SPEC.node_timeout_ms,
-            },
-            "reps": args.reps,
-            "samples": [s.to_json() for kind in ("harness", "reference") for s in samples[kind]],
-            "median_ms": {"harness": round(med_h, 1), "reference": round(med_r, 1)},
-            "ratio": round(ratio, 3),
-            "target_ms": TARGET_MS,
-            "target_met": met,
-        }
+        cli_info = {"cli": {"path": cli, "version": cli_version}}
+        result = result_json(impl, cli_info, args.reps, samples, medians)
         if not write_json(args.json, result):
             return 1
     return 0

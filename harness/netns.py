@@ -47,7 +47,9 @@ def unavailable_reason() -> str | None:
 
 
 class Namespace:
-    """A namespace named ``rch-<run>-<n>`` with a veth link to the host and node addresses."""
+    """A namespace ``rch<n>-<tag>`` with a veth pair ``rh<n><tag>``/``rn<n><tag>`` to the
+    host, and node addresses. The random tag keeps a new namespace from ever meeting the
+    name of one the kernel is still tearing down (deletion is lazy)."""
 
     def __init__(self, run: Run) -> None:
         reason = unavailable_reason()
@@ -55,8 +57,9 @@ class Namespace:
             raise NotSupportedError(f"network namespaces are unavailable: {reason}")
         self.run = run
         self._lock_fd, self.index, self.subnet = _claim_subnet()
-        self.name = f"rch{self.index}"
-        self.host_if, self.ns_if = f"rch{self.index}h", f"rch{self.index}n"
+        tag = os.urandom(2).hex()
+        self.name = f"rch{self.index}-{tag}"
+        self.host_if, self.ns_if = host_interface(self.name), f"rn{self.index}{tag}"
         hosts = list(self.subnet.hosts())
         self.host_addr, self.gateway = str(hosts[0]), str(hosts[1])
         self._free = [str(h) for h in hosts[9:]]  # node addresses: .10, .11, ...
@@ -110,7 +113,13 @@ def delete_namespace(name: str) -> None:
     _run(["ip", "netns", "del", name], check=False)
     # The kernel removes the veth pair with the namespace, but lazily; do it now so a
     # leak check right after sees nothing.
-    _run(["ip", "link", "del", f"{name}h"], check=False)
+    _run(["ip", "link", "del", host_interface(name)], check=False)
+
+
+def host_interface(name: str) -> str:
+    """The host end of namespace ``name``'s veth pair (interface names are short)."""
+    index, _, tag = name.removeprefix("rch").partition("-")
+    return f"rh{index}{tag}"
 
 
 def _claim_subnet() -> tuple[int, int, ipaddress.IPv4Network]:
@@ -129,7 +138,7 @@ def _claim_subnet() -> tuple[int, int, ipaddress.IPv4Network]:
             os.close(fd)
             continue
         prefix = ".".join(str(subnet.network_address).split(".")[:3]) + "."
-        if prefix in used or Path(f"/run/netns/rch{i}").exists():
+        if prefix in used or any(Path("/run/netns").glob(f"rch{i}-*")):
             os.close(fd)
             continue
         return fd, i, subnet

@@ -19,9 +19,7 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,17 @@ from typing import Any
 
 import pytest
 import redis
+from sandbox import (
+    PYTEST,
+    Spawned,
+    assert_one_line_cli_error,
+    assert_pytest_usage_error,
+    communicate,
+    lines,
+    outcome,
+    poll_until,
+)
+from sandbox import Sandbox as BaseSandbox
 
 from harness import Cluster, ClusterSpec, checkers, key_for_slot, key_slot
 from harness import impl as impls
@@ -49,10 +58,9 @@ except (ImportError, HarnessError) as exc:
 
 START_TIMEOUT = 90.0  # an inner pytest until its cluster is ready (normally ~3 s)
 GONE_TIMEOUT = 15.0  # how long the watchdog or a sweep may take to remove a run
+POLL_S = 0.05  # waits for leftovers poll this often
 RUN_TIMEOUT = 120  # a whole `python -m harness ...` or inner pytest
 REJOIN_TIMEOUT = 30.0  # a healed node back as a synced replica (normally ~2 s)
-INTERRUPTED = 2  # pytest.ExitCode.INTERRUPTED
-CLI_ERROR = re.compile(r"^(harness: error: .+|python -m harness \w+: error: .+ \(see --help\))$")
 
 
 # -- helpers: docker, clusters --------------------------------------------------------------
@@ -145,35 +153,56 @@ def dropped_packets(node: Node, source: Node) -> int:
     raise AssertionError(f"no drop rule for {source.host} at {node.name}:\n{out}")
 
 
-def flagged_fail_by(cluster: Cluster, target: Node, observers: list[Node]) -> tuple[bool, str]:
-    """Does every observer flag ``target`` as failed?"""
-    flags = {}
-    for o in observers:
-        entry = cluster.view(o, with_shards=False).by_id().get(target.node_id or "")
-        flags[o.name] = sorted(entry.flags) if entry else ["unknown"]
-    return all("fail" in f for f in flags.values()), str(flags)
+def wait_flagged_fail(cluster: Cluster, target: Node, others: list[Node], within: float) -> None:
+    """Wait until every node of ``others`` flags ``target`` as failed."""
+
+    def flagged() -> tuple[bool, str]:
+        flags = {}
+        for o in others:
+            entry = cluster.view(o, with_shards=False).by_id().get(target.node_id or "")
+            flags[o.name] = sorted(entry.flags) if entry else ["unknown"]
+        return all("fail" in f for f in flags.values()), str(flags)
+
+    wait_for(flagged, within, f"{target.name} flagged fail by every other node")
 
 
-def serves_slots(cluster: Cluster, node: Node, slots: tuple[Any, ...]) -> tuple[bool, str]:
-    """Is ``node`` a master owning ``slots`` by its own view?"""
-    me = cluster.view(node, with_shards=False).myself
-    ok = me is not None and me.is_master and me.slots == slots
-    return ok, f"{node.name}: {sorted(me.flags) if me else None} slots {me.slots if me else None}"
+def wait_promoted(
+    cluster: Cluster, node: Node, slots: tuple[Any, ...], instead_of: Node, within: float
+) -> None:
+    """Wait until ``node`` is a master owning ``slots`` (those of ``instead_of``) by its own
+    view."""
+
+    def serves() -> tuple[bool, str]:
+        me = cluster.view(node, with_shards=False).myself
+        ok = me is not None and me.is_master and me.slots == slots
+        return (
+            ok,
+            f"{node.name}: {sorted(me.flags) if me else None} slots {me.slots if me else None}",
+        )
+
+    wait_for(serves, within, f"{node.name} promoted in place of {instead_of.name}")
 
 
-def replica_of(cluster: Cluster, node: Node, master: Node) -> tuple[bool, str]:
-    """Is ``node`` a replica of ``master`` with its sync finished?"""
-    me = cluster.view(node, with_shards=False).myself
-    rep = cluster.replication_info(node)
-    ok = (
-        me is not None
-        and me.is_replica
-        and me.master_id == master.node_id
-        and rep.get("master_link_status") == "up"
-        and rep.get("master_sync_in_progress") == "0"
-    )
-    flags = sorted(me.flags) if me else None
-    return ok, f"{node.name}: {flags} of {me.master_id if me else None}, {rep}"
+def wait_rejoined_as_replica(cluster: Cluster, node: Node, master: Node) -> None:
+    """Wait until ``node`` is a replica of ``master`` with its sync finished, and the
+    cluster is ready and passes its checks."""
+
+    def replica_of() -> tuple[bool, str]:
+        me = cluster.view(node, with_shards=False).myself
+        rep = cluster.replication_info(node)
+        ok = (
+            me is not None
+            and me.is_replica
+            and me.master_id == master.node_id
+            and rep.get("master_link_status") == "up"
+            and rep.get("master_sync_in_progress") == "0"
+        )
+        flags = sorted(me.flags) if me else None
+        return ok, f"{node.name}: {flags} of {me.master_id if me else None}, {rep}"
+
+    wait_for(replica_of, REJOIN_TIMEOUT, f"{node.name} back as a replica of {master.name}")
+    cluster.wait_ready(REJOIN_TIMEOUT)
+    assert cluster.check().ok
 
 
 def left_of(ev: Event, bound_s: float) -> float:
@@ -181,8 +210,14 @@ def left_of(ev: Event, bound_s: float) -> float:
     return max(0.1, bound_s - (time.monotonic_ns() - ev.t_ns) / 1e9)
 
 
-def initial_replica(cluster: Cluster, master: Node) -> Node:
-    return next(r for r in cluster.initial_replicas if cluster.initial_master_of(r) is master)
+def failover_roles(
+    cluster: Cluster, master: Node
+) -> tuple[Node, Node, list[Node], tuple[Any, ...]]:
+    """``master``, its initial replica, every other node, and the slots ``master`` owns."""
+    replica = next(r for r in cluster.initial_replicas if cluster.initial_master_of(r) is master)
+    others = [n for n in cluster.nodes if n is not master]
+    slots = cluster.view(master, with_shards=False).myself.slots  # type: ignore[union-attr]
+    return master, replica, others, slots
 
 
 # -- 1. bring-up ------------------------------------------------------------------------------
@@ -309,10 +344,7 @@ def test_process_faults_on_containers(one_impl: Implementation) -> None:
 def test_isolated_master_fails_over_and_rejoins_as_replica(one_impl: Implementation) -> None:
     spec = ClusterSpec(masters=3, replicas=1, node_timeout_ms=1000)
     with Cluster.start(one_impl, spec, backend="docker") as c:
-        master = c.initial_masters[0]
-        replica = initial_replica(c, master)
-        others = [n for n in c.nodes if n is not master]
-        slots = c.view(master, with_shards=False).myself.slots  # type: ignore[union-attr]
+        master, replica, others, slots = failover_roles(c, c.initial_masters[0])
         bound = spec.failover_bound_ms() / 1000
 
         ev = c.faults.isolate(master)
@@ -321,27 +353,13 @@ def test_isolated_master_fails_over_and_rejoins_as_replica(one_impl: Implementat
         assert container(master).status == "running"  # cut off, not stopped
         with pytest.raises((redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
             master.call("PING", timeout=0.5)
-        wait_for(
-            lambda: flagged_fail_by(c, master, others),
-            left_of(ev, bound),
-            f"{master.name} flagged fail by every other node",
-        )
-        wait_for(
-            lambda: serves_slots(c, replica, slots),
-            left_of(ev, bound),
-            f"{replica.name} promoted in place of {master.name}",
-        )
+        wait_flagged_fail(c, master, others, left_of(ev, bound))
+        wait_promoted(c, replica, slots, master, left_of(ev, bound))
 
         c.faults.rejoin(master)
         assert not master.isolated and master in c.live_nodes()
         assert container_ip(c, master) == master.host  # same address as before
-        wait_for(
-            lambda: replica_of(c, master, replica),
-            REJOIN_TIMEOUT,
-            f"{master.name} back as a replica of {replica.name}",
-        )
-        c.wait_ready(REJOIN_TIMEOUT)
-        assert c.check().ok
+        wait_rejoined_as_replica(c, master, replica)
 
 
 def test_drop_is_one_way_and_heal_removes_the_rules(one_impl: Implementation) -> None:
@@ -371,37 +389,20 @@ def test_master_cut_off_by_drops_is_failed_while_the_host_reaches_it(
 ) -> None:
     spec = ClusterSpec(masters=3, replicas=1, node_timeout_ms=1000)
     with Cluster.start(one_impl, spec, backend="docker") as c:
-        master = c.initial_masters[1]
-        replica = initial_replica(c, master)
-        others = [n for n in c.nodes if n is not master]
-        slots = c.view(master, with_shards=False).myself.slots  # type: ignore[union-attr]
+        master, replica, others, slots = failover_roles(c, c.initial_masters[1])
         bound = spec.failover_bound_ms() / 1000
 
         with c.faults.dropping(master, others) as ev, c.faults.dropping(others, master):
             assert len(harness_rules(master)) == len(others)
             for n in others:
                 assert len(harness_rules(n)) == 1, f"{n.name}: {input_rules(n)}"
-            wait_for(
-                lambda: flagged_fail_by(c, master, others),
-                left_of(ev, bound),
-                f"{master.name} flagged fail by every other node",
-            )
+            wait_flagged_fail(c, master, others, left_of(ev, bound))
             assert master.call("PING") == "PONG"  # the host's own traffic is not dropped
-            wait_for(
-                lambda: serves_slots(c, replica, slots),
-                left_of(ev, bound),
-                f"{replica.name} promoted in place of {master.name}",
-            )
+            wait_promoted(c, replica, slots, master, left_of(ev, bound))
 
         for n in c.nodes:
             assert harness_rules(n) == [], f"{n.name}: {input_rules(n)}"
-        wait_for(
-            lambda: replica_of(c, master, replica),
-            REJOIN_TIMEOUT,
-            f"{master.name} back as a replica of {replica.name}",
-        )
-        c.wait_ready(REJOIN_TIMEOUT)
-        assert c.check().ok
+        wait_rejoined_as_replica(c, master, replica)
 
 
 # -- 4. network faults elsewhere ------------------------------------------------------------
@@ -432,116 +433,44 @@ def test_network_faults_raise_not_supported_on_local(one_impl: Implementation) -
         c.wait_ready(10)
 
 
-# -- subprocess sandbox (as in test_cleanup.py) ---------------------------------------------
+# -- subprocess sandbox (see sandbox.py) ----------------------------------------------------
 
 
 @dataclass
-class Sandbox:
-    """A private directory, state dir and unique marker for one test's subprocesses."""
+class Sandbox(BaseSandbox):
+    """A :class:`sandbox.Sandbox` whose processes are found by the marker alone, which also
+    keeps the owner label of every process it starts."""
 
-    dir: Path
-    state: Path
-    marker: str
-    owners: list[str] = field(default_factory=list)  # owner labels of what was spawned
+    owners: dict[int, str] = field(default_factory=dict)  # pid: LABEL_OWNER=<pid>:<start>
 
-    @property
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_RUN_ID", "PYTEST_ADDOPTS")}
-        env.update(HARNESS_STATE_DIR=str(self.state), LEAKTEST=self.marker, PYTHONUNBUFFERED="1")
-        return env
+    gone_timeout = GONE_TIMEOUT
+    poll_s = POLL_S
 
-    def pids(self) -> list[int]:
-        """Live processes carrying the marker: harness processes and their watchdogs."""
-        needle = f"LEAKTEST={self.marker}".encode()
-        found = []
-        for e in os.scandir("/proc"):
-            if not e.name.isdigit() or int(e.name) == os.getpid():
-                continue
-            with contextlib.suppress(OSError):
-                if needle in Path(e.path, "environ").read_bytes().split(b"\0"):
-                    found.append(int(e.name))
-        return found
+    def owns(self, pid: int) -> bool:
+        """Carries the marker: harness processes and their watchdogs (servers run in
+        containers)."""
+        try:
+            return pid != os.getpid() and self.has_marker(pid)
+        except OSError:
+            return False
 
-    def run_dirs(self) -> list[Path]:
-        runs = self.state / "runs"
-        return sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
-
-    def watchdogs(self) -> list[int]:
-        return [p for p in self.pids() if "harness.runs --watch" in cmdline(p)]
-
-    def leftovers(self) -> str:
-        procs = {p: cmdline(p) for p in self.pids()}
-        return f"processes {procs}, run dirs {[d.name for d in self.run_dirs()]}"
-
-    def assert_nothing_left(self, timeout: float = GONE_TIMEOUT) -> None:
-        poll_until(
-            lambda: not self.pids() and not self.run_dirs(),
-            timeout,
-            lambda: f"leftovers after {timeout:.0f}s: {self.leftovers()}",
-        )
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except OSError:
-        return "?"
-
-
-def poll_until(cond: Callable[[], object], timeout: float, what: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() >= deadline:
-            pytest.fail(what())
-        time.sleep(0.05)
+    def popen(
+        self, argv: list[str], env: dict[str, str] | None = None, **kwargs: Any
+    ) -> subprocess.Popen[str]:
+        proc = super().popen(argv, env, **kwargs)
+        # the start time is set at fork and readable until the process is reaped
+        self.owners[proc.pid] = owner_label(proc.pid, proc_start_time(proc.pid))
+        return proc
 
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    box = Sandbox(tmp_path, tmp_path / "state", uuid.uuid4().hex)
+    box = Sandbox.create(tmp_path)
     yield box
-    for pid in box.pids():  # never let one test's leak outlive it
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
+    box.kill_leftovers()  # never let one test's leak outlive it
     with contextlib.closing(images.docker_client()) as client:  # nor a failed test's
-        for label in box.owners:
+        for label in box.owners.values():
             remove_resources(client, {LABEL_OWNER: label.partition("=")[2]})
-
-
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-@dataclass
-class Spawned:
-    """A harness subprocess and the owner label its containers and networks carry."""
-
-    proc: subprocess.Popen[str]
-    owner: str  # LABEL_OWNER=<pid>:<start time>
-    output: Path
-
-    def describe(self) -> str:
-        return f"exit {self.proc.poll()}; output:\n{self.output.read_text(errors='replace')}"
-
-
-def spawn(box: Sandbox, argv: list[str], env: dict[str, str] | None = None) -> Spawned:
-    output = box.dir / f"output-{uuid.uuid4().hex[:6]}.txt"
-    with output.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, *argv],
-            cwd=box.dir,
-            env=env or box.env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            # as in test_cleanup.py: a backgrounded suite would pass SIGINT on as ignored
-            preexec_fn=_default_sigint,
-        )
-    # the start time is set at fork and readable until the process is reaped
-    owner = owner_label(proc.pid, proc_start_time(proc.pid))
-    box.owners.append(owner)
-    return Spawned(proc, owner, output)
 
 
 @dataclass
@@ -552,29 +481,14 @@ class Finished:
     owner: str
 
     def describe(self) -> str:
-        return f"exit {self.returncode}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
+        return outcome(self)
 
 
 def run_to_end(box: Sandbox, argv: list[str], env: dict[str, str] | None = None) -> Finished:
     """Run ``python ARGV`` to its end (bounded); stdout and stderr apart."""
-    proc = subprocess.Popen(
-        [sys.executable, *argv],
-        cwd=box.dir,
-        env=env or box.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    owner = owner_label(proc.pid, proc_start_time(proc.pid))
-    box.owners.append(owner)
-    try:
-        out, err = proc.communicate(timeout=RUN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"`python {' '.join(argv)}` did not end in {RUN_TIMEOUT}s:\n{out}\n{err}")
-    return Finished(proc.returncode, out, err, owner)
+    proc = box.popen(argv, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = communicate(proc, argv, RUN_TIMEOUT)
+    return Finished(proc.returncode, out, err, box.owners[proc.pid])
 
 
 # -- 4b. the requires("network_faults") marker ----------------------------------------------
@@ -604,10 +518,7 @@ def test_requires_network_faults_marker(sandbox: Sandbox, backend: str, impl: st
     res = run_to_end(
         sandbox,
         [
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
+            *PYTEST,
             "-rs",
             "--backend",
             backend,
@@ -667,6 +578,7 @@ def test_hold(cluster):
 @dataclass
 class Holder:
     spawned: Spawned
+    owner: str  # LABEL_OWNER=<pid>:<start time> of the pytest
     run_id: str
     containers: list[str]
     network: str
@@ -677,7 +589,7 @@ class Holder:
 
     @property
     def labels(self) -> tuple[str, str]:
-        return f"{LABEL_RUN}={self.run_id}", self.spawned.owner
+        return f"{LABEL_RUN}={self.run_id}", self.owner
 
     def resources(self) -> list[str]:
         return labelled(*self.labels)
@@ -687,6 +599,7 @@ class Holder:
             lambda: not self.resources(),
             timeout,
             lambda: f"after {timeout:.0f}s still there: {self.resources()}; {self.describe()}",
+            interval=POLL_S,
         )
 
     def describe(self) -> str:
@@ -696,25 +609,11 @@ class Holder:
 def start_holder(box: Sandbox, then: str = "hold") -> Holder:
     """A pytest (``--backend docker``) whose test holds a 1-node cluster; returns once the
     cluster is ready (``then="fail"``: the test then fails and pytest ends)."""
-    (box.dir / "test_hold.py").write_text(HOLDING_TEST)
-    ready = box.dir / "ready"
-    env = {**box.env, "READY_FILE": str(ready), "THEN": then}
-    argv = ["-m", "pytest", "-p", "no:cacheprovider", "-s", "--backend", "docker", "test_hold.py"]
-    spawned = spawn(box, argv, env)
-    proc = spawned.proc
-    try:
-        poll_until(
-            lambda: ready.exists() or proc.poll() is not None,
-            START_TIMEOUT,
-            lambda: f"cluster not ready after {START_TIMEOUT:.0f}s; {spawned.describe()}",
-        )
-        assert ready.exists(), f"pytest ended before the cluster was ready; {spawned.describe()}"
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    info = json.loads(ready.read_text())
-    holder = Holder(spawned, info["run"], info["containers"], info["network"])
+    env = {**box.env, "THEN": then}
+    spawned, ready = box.hold(HOLDING_TEST, "--backend", "docker", env=env, timeout=START_TIMEOUT)
+    info = json.loads(ready)
+    owner = box.owners[spawned.proc.pid]
+    holder = Holder(spawned, owner, info["run"], info["containers"], info["network"])
     # positive control: the labels the leak checks look for are on what the run created
     for label in holder.labels:
         assert sorted(docker_names("container", label)) == sorted(holder.containers), (
@@ -728,12 +627,7 @@ def start_holder(box: Sandbox, then: str = "hold") -> Holder:
 
 def test_failing_test_with_a_cluster_leaves_nothing(sandbox: Sandbox) -> None:
     holder = start_holder(sandbox, then="fail")
-    try:
-        holder.proc.wait(timeout=RUN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        holder.proc.kill()
-        holder.proc.wait()
-        pytest.fail(f"pytest did not end; {holder.describe()}")
+    holder.spawned.wait_ended(RUN_TIMEOUT, "pytest did not end")
     out = holder.describe()
     text = holder.spawned.output.read_text()
     assert holder.proc.returncode == 1, out
@@ -751,14 +645,7 @@ def test_failing_test_with_a_cluster_leaves_nothing(sandbox: Sandbox) -> None:
 def test_ctrl_c_leaves_nothing(sandbox: Sandbox) -> None:
     holder = start_holder(sandbox)
     holder.proc.send_signal(signal.SIGINT)
-    try:
-        holder.proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        holder.proc.kill()
-        holder.proc.wait()
-        pytest.fail(f"pytest did not stop on SIGINT; {holder.describe()}")
-    assert holder.proc.returncode == INTERRUPTED, holder.describe()
-    assert "KeyboardInterrupt" in holder.spawned.output.read_text(), holder.describe()
+    holder.spawned.assert_interrupted(timeout=60)
     assert not holder.resources(), holder.resources()
     sandbox.assert_nothing_left()
 
@@ -777,7 +664,12 @@ def test_sweep_removes_containers_whose_watchdog_died(sandbox: Sandbox, sweeper_
     holder = start_holder(sandbox)
     (watchdog,) = sandbox.watchdogs()
     os.kill(watchdog, signal.SIGKILL)
-    poll_until(lambda: not sandbox.watchdogs(), GONE_TIMEOUT, lambda: "watchdog survived SIGKILL")
+    poll_until(
+        lambda: not sandbox.watchdogs(),
+        GONE_TIMEOUT,
+        lambda: "watchdog survived SIGKILL",
+        interval=POLL_S,
+    )
     holder.proc.kill()
     holder.proc.wait()
     # Nobody is left to clean up. (Any harness process on this daemon that creates a
@@ -809,19 +701,6 @@ def test_sweep_removes_containers_whose_watchdog_died(sandbox: Sandbox, sweeper_
 # -- 6. bad input ---------------------------------------------------------------------------
 
 
-def assert_one_line_error(res: Finished, *expect: str) -> str:
-    out = res.describe()
-    assert res.returncode != 0, out
-    assert "Traceback" not in res.stdout + res.stderr, out
-    assert res.stdout.strip() == "", out
-    err = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(err) == 1, out
-    assert CLI_ERROR.match(err[0]), out
-    for text in expect:
-        assert text in err[0], out
-    return err[0]
-
-
 def harness_run(box: Sandbox, *args: str, env: dict[str, str] | None = None) -> Finished:
     res = run_to_end(box, ["-m", "harness", "run", *args], env)
     assert not labelled(res.owner), labelled(res.owner)
@@ -832,32 +711,26 @@ def test_run_without_docker_is_one_line(sandbox: Sandbox) -> None:
     env = {**sandbox.env, "DOCKER_HOST": "unix:///nonexistent.sock"}
     res = harness_run(sandbox, "--backend", "docker", "--suite", "conformance", env=env)
     sandbox.assert_nothing_left()
-    assert_one_line_error(res, "Docker is not reachable", "/nonexistent.sock")
+    assert_one_line_cli_error(res, "Docker is not reachable", "/nonexistent.sock")
 
 
 def test_pytest_without_docker_is_one_usage_error(sandbox: Sandbox) -> None:
     (sandbox.dir / "test_generated.py").write_text("def test_uses(cluster):\n    pass\n")
     env = {**sandbox.env, "DOCKER_HOST": "unix:///nonexistent.sock"}
-    argv = ["-m", "pytest", "-p", "no:cacheprovider", "--backend", "docker", "test_generated.py"]
-    res = run_to_end(sandbox, argv, env)
+    res = run_to_end(sandbox, [*PYTEST, "--backend", "docker", "test_generated.py"], env)
     sandbox.assert_nothing_left()
-    out = res.describe()
-    assert res.returncode == 4, out  # pytest.ExitCode.USAGE_ERROR
-    assert "Traceback" not in res.stdout + res.stderr, out
-    err = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(err) == 1 and err[0].startswith("ERROR: "), out
-    assert "Docker is not reachable" in err[0], out
+    assert_pytest_usage_error(res, "Docker is not reachable")
 
 
 def test_run_with_an_image_not_here(sandbox: Sandbox) -> None:
     res = harness_run(sandbox, "--backend", "docker", "--image", "nosuch:latest")
-    assert_one_line_error(res, "nosuch:latest", "not found locally")
+    assert_one_line_cli_error(res, "nosuch:latest", "not found locally")
     sandbox.assert_nothing_left()
 
 
 def test_run_image_on_the_local_backend(sandbox: Sandbox) -> None:
     res = harness_run(sandbox, "--image", "x", "--backend", "local")
-    assert_one_line_error(res, "--image x", "needs --backend docker")
+    assert_one_line_cli_error(res, "--image x", "needs --backend docker")
     sandbox.assert_nothing_left()
 
 
@@ -870,7 +743,7 @@ def test_run_wrapper_script_on_docker(sandbox: Sandbox) -> None:
         sandbox, "--backend", "docker", "--impl-binary", str(script), "--suite", "conformance"
     )
     sandbox.assert_nothing_left()
-    assert_one_line_error(res, "wrapped-server.sh", "cannot be packaged")
+    assert_one_line_cli_error(res, "wrapped-server.sh", "cannot be packaged")
 
 
 # -- 7. image build ---------------------------------------------------------------------------
@@ -886,7 +759,7 @@ def test_image_build_from_binary(sandbox: Sandbox) -> None:
             sandbox, ["-m", "harness", "image", "build", "--from-binary", "/usr/bin/redis-server"]
         )
         assert res.returncode == 0, res.describe()
-        out = [ln for ln in res.stdout.splitlines() if ln.strip()]
+        out = lines(res.stdout)
         assert len(out) == 1 and res.stderr.strip() == "", res.describe()
         refs.append(out[0])
     assert refs[0] == refs[1], refs

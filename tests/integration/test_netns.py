@@ -13,7 +13,7 @@ import pytest
 
 from harness import Cluster, ClusterSpec
 from harness.impl import Implementation, available
-from harness.netns import unavailable_reason
+from harness.netns import host_interface, unavailable_reason
 from harness.wait import wait_for
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"{unavailable_reason()}")
@@ -26,9 +26,7 @@ def _namespaces() -> set[str]:
 
 def _veths() -> set[str]:
     out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    return {
-        line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ": rch" in line
-    }
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ": rh" in line}
 
 
 @pytest.fixture
@@ -52,7 +50,7 @@ def test_namespace_lifecycle_and_pair_rules(impl: Implementation) -> None:
         c.faults.heal()
         assert ns.rules() == []
     assert _namespaces() == before
-    assert not any(v.startswith(f"{ns.name}h") for v in _veths())
+    assert host_interface(ns.name) not in _veths()
 
 
 def test_redis_62_cannot_be_namespaced() -> None:
@@ -109,7 +107,9 @@ def test_sigkilled_run_leaves_no_namespace(tmp_path: Path, impl: Implementation)
             f"namespace {name} removed",
         )
         wait_for(
-            lambda: (f"{name}h" not in _veths(), sorted(_veths())), 15, f"veth {name}h removed"
+            lambda: (host_interface(name) not in _veths(), sorted(_veths())),
+            15,
+            f"veth {host_interface(name)} removed",
         )
     finally:
         if proc.poll() is None:
