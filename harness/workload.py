@@ -23,6 +23,7 @@ import itertools
 import random
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -89,6 +90,7 @@ class Workload:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._trace = ""
         self._versions = {k: 0 for k in self.keys}
         self._lock = threading.Lock()
 
@@ -126,6 +128,11 @@ class Workload:
             op.outcome = "ok"
         except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
             op.outcome, op.error = classify_error(exc)
+        except (Exception, asyncio.CancelledError) as exc:
+            # A client bug mid-request (seen: redis-py cancelling its own read, or writing
+            # to a connection it just dropped): the op may or may not have run. Nothing
+            # here cancels these tasks, so a CancelledError is the client's, not ours.
+            op.outcome, op.error = "info", f"{type(exc).__name__}: {exc}"
         op.complete_ns = time.monotonic_ns()
         self._record(op)
         return op
@@ -169,13 +176,15 @@ class Workload:
                 *(self._client_loop(client, c, budget) for c in range(self.spec.clients))
             )
         finally:
-            await client.aclose()
+            with contextlib.suppress(Exception):  # a half-broken client may fail to close
+                await client.aclose()
 
     def _thread_main(self) -> None:
         try:
             asyncio.run(self._main())
-        except BaseException as exc:  # reported by stop()
+        except BaseException as exc:  # reported by stop(), with where it came from
             self._error = exc
+            self._trace = "".join(traceback.format_exception(exc))
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> Workload:
@@ -199,7 +208,9 @@ class Workload:
             if self._thread.is_alive():
                 raise HarnessError("workload did not stop within 30 s")
         if self._error is not None:
-            raise HarnessError(f"workload failed: {type(self._error).__name__}: {self._error}")
+            raise HarnessError(
+                f"workload failed: {type(self._error).__name__}: {self._error}\n{self._trace}"
+            )
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Workload]:
