@@ -48,6 +48,15 @@ class Profile:
     dialect: str
     binaries: tuple[str, ...]
     capabilities: frozenset[str]
+    #: known server bugs: (reference, text that identifies the failure)
+    known_issues: tuple[tuple[str, str], ...] = ()
+
+    def known_issue(self, failure: str) -> str | None:
+        """The reference of a known server bug this failure text shows, if any."""
+        for ref, text in self.known_issues:
+            if text in failure:
+                return ref
+        return None
 
     def matches(self, flavor: str, version: Version) -> bool:
         return flavor == self.flavor and version_in(version, self.versions)
@@ -138,6 +147,7 @@ def load_profiles(path: Path | None = None) -> dict[str, Profile]:
             dialect=p["dialect"],
             binaries=tuple(p.get("binaries", [])),
             capabilities=caps,
+            known_issues=tuple((k["ref"], k["text"]) for k in p.get("known_issues", [])),
         )
     return profiles
 

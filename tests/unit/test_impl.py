@@ -549,3 +549,16 @@ def test_resolve_default_nothing_on_path(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(UsageError, match="no redis-server or valkey-server on PATH") as exc:
         resolve(None, None)
     assert "\n" not in str(exc.value)
+
+
+def test_known_server_issues_are_recognised_by_their_text() -> None:
+    profiles = impls.load_profiles(
+        Path(__file__).resolve().parents[2] / "fixtures" / "implementations.toml"
+    )
+    valkey = profiles["valkey-8.0"]
+    ref = valkey.known_issue(
+        'n0 exited at start-up: Unrecoverable error: corrupted cluster config file "x"'
+    )
+    assert ref is not None and ref.startswith("valkey-io/valkey#2171")
+    assert valkey.known_issue("AssertionError: lost writes") is None
+    assert profiles["redis-7.0"].known_issue("corrupted cluster config file") is None
