@@ -33,9 +33,9 @@ import urllib.request
 from pathlib import Path
 from typing import cast
 
+from harness.loops import LoopKind, loop_factory
 from harness.ports import PortLease
 from harness.toxiproxy import ToxiproxyServer
-from harness.toxiproxy.server import LoopKind
 from harness.wait import wait_for
 
 TESTS = ("PING_INLINE", "PING_MBULK", "SET", "GET")
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--latency-requests", type=int, default=20_000)
-    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     for tool in ("redis-server", "redis-benchmark"):
@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         return statistics.median(s[test][field] for s in samples[key])
 
     result: dict[str, dict[str, float]] = {}
-    print(f"median of {args.reps}; loop={args.loop}")
+    actual = "uvloop" if loop_factory(cast(LoopKind, args.loop)) else "asyncio"
+    print(f"median of {args.reps}; loop={args.loop} ({actual})")
     print(
         f"{'test':12} {'direct rps':>11} {'proxy rps':>10} {'ratio':>6}   {'added p50 ms':>12} {'added p99 ms':>12}"
     )
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.json is not None:
         args.json.write_text(
-            json.dumps({"loop": args.loop, "reps": args.reps, "tests": result}, indent=2)
+            json.dumps({"loop": actual, "reps": args.reps, "tests": result}, indent=2)
         )
     return 0
 

@@ -48,7 +48,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal
+from typing import Any, cast
 
 from harness.backends.base import Node
 from harness.cluster import Cluster, ClusterSpec
@@ -57,7 +57,7 @@ from harness.impl import Implementation, resolve
 from harness.runs import Run
 from harness.topology import parse_info
 from harness.wait import wait_for
-from harness.workload import Workload, WorkloadSpec
+from harness.workload import ENGINES, Engine, Workload, WorkloadSpec
 
 TARGET_RATIO = 0.5  # workload median ops/s >= 0.5 x redis-benchmark median
 SPEC = ClusterSpec(masters=3, replicas=1)
@@ -65,7 +65,7 @@ MIN_RATE = 200.0  # ops/s below which a sample is given up as hung
 MIN_TIMEOUT_S = 60.0
 RESULT_RE = re.compile(r"SADD: ([0-9.]+) requests per second(?:, p50=([0-9.]+) msec)?")
 
-Kind = Literal["workload", "reference"]
+Kind = str  # "reference" or "workload:<engine>"
 
 
 @dataclass
@@ -122,10 +122,12 @@ def _timeout(ops: int) -> float:
 
 # -- workload ------------------------------------------------------------------------
 def workload_sample(
-    cluster: Cluster, masters: list[Node], clients: int, ops: int, rep: int
+    cluster: Cluster, masters: list[Node], clients: int, ops: int, rep: int, engine: Engine
 ) -> Sample:
     """The harness's set workload, ``ops`` operations at full speed."""
-    spec = WorkloadSpec(kind="set", clients=clients, rate=None, max_ops=ops, seed=rep)
+    spec = WorkloadSpec(
+        kind="set", clients=clients, rate=None, max_ops=ops, seed=rep, engine=engine
+    )
     wl = Workload(cluster, spec)  # fresh keys each rep (the seed is in the key names)
     before = sadd_calls(masters)
     t0 = time.monotonic_ns()
@@ -154,7 +156,7 @@ def workload_sample(
     if failed or unknown:
         detail.update(failed=failed, unknown=unknown)
     return Sample(
-        "workload",
+        f"workload:{engine}",
         rep,
         len(ok),
         (last - t0) / 1e9,
@@ -289,6 +291,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="redis-benchmark",
         help="redis-benchmark to use (default: redis-benchmark on PATH)",
     )
+    p.add_argument(
+        "--engine",
+        choices=(*ENGINES, "both"),
+        default="both",
+        help="workload client engine(s) to measure (default both)",
+    )
     p.add_argument("--json", metavar="PATH", type=Path, help="also write the results as JSON")
     args = p.parse_args(argv)
     if args.reps < 1:
@@ -328,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     run = Run.current()  # created up front: its watchdog start is not part of any sample
     print(f"set workload ops/s on {SPEC.masters}x{SPEC.replicas}, {impl.describe()}")
-    samples: dict[Kind, list[Sample]] = {"workload": [], "reference": []}
+    engines: list[Engine] = list(ENGINES) if args.engine == "both" else [args.engine]
+    kinds: list[Kind] = [f"workload:{e}" for e in engines] + ["reference"]
+    samples: dict[Kind, list[Sample]] = {k: [] for k in kinds}
     try:
         with Cluster.start(impl, SPEC) as cluster:
             masters = cluster.masters()
@@ -340,19 +350,24 @@ def main(argv: list[str] | None = None) -> int:
                 args.reference_threads,
             )
             print(
-                f"workload: {args.clients} clients, {args.ops} ops, rate unlimited; "
-                f"reference: {tool_version}: {' '.join(cmd[1:])}"
+                f"workload ({', '.join(engines)}): {args.clients} clients, {args.ops} ops, "
+                f"rate unlimited; reference: {tool_version}: {' '.join(cmd[1:])}"
             )
-            print(f"{args.reps} reps, alternating order")
+            print(f"{args.reps} reps, order rotated each rep")
             for rep in range(1, args.reps + 1):
-                order: tuple[Kind, Kind] = (
-                    ("workload", "reference") if rep % 2 else ("reference", "workload")
-                )
-                for kind in order:
+                shift = (rep - 1) % len(kinds)
+                for kind in kinds[shift:] + kinds[:shift]:
                     s = (
-                        workload_sample(cluster, masters, args.clients, args.ops, rep)
-                        if kind == "workload"
-                        else reference_sample(cmd, run, masters, args.reference_ops, rep)
+                        reference_sample(cmd, run, masters, args.reference_ops, rep)
+                        if kind == "reference"
+                        else workload_sample(
+                            cluster,
+                            masters,
+                            args.clients,
+                            args.ops,
+                            rep,
+                            cast(Engine, kind.split(":", 1)[1]),
+                        )
                     )
                     samples[kind].append(s)
                     print(s.line(), flush=True)
@@ -365,17 +380,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         run.close()
 
-    med_w = statistics.median(s.rate for s in samples["workload"])
-    med_r = statistics.median(s.rate for s in samples["reference"])
-    ratio = med_w / med_r
-    met = ratio >= TARGET_RATIO
-    print(f"median workload   {med_w:9.0f} ops/s")
-    print(f"median reference  {med_r:9.0f} ops/s")
-    print(f"ratio workload/reference {ratio:.3f}")
-    print(
-        f"target ratio >= {TARGET_RATIO:.2f}: {'met' if met else 'NOT met'} "
-        f"({ratio:.3f}; would need {TARGET_RATIO * med_r:.0f} ops/s)"
-    )
+    medians = {k: statistics.median(s.rate for s in v) for k, v in samples.items()}
+    med_r = medians["reference"]
+    ratios = {k.split(":", 1)[1]: m / med_r for k, m in medians.items() if k != "reference"}
+    for kind, m in medians.items():
+        print(f"median {kind:<18} {m:9.0f} ops/s")
+    for engine, ratio in ratios.items():
+        print(
+            f"engine {engine}: ratio workload/reference {ratio:.3f}; target >= "
+            f"{TARGET_RATIO:.2f} {'met' if ratio >= TARGET_RATIO else 'NOT met'}"
+        )
 
     if args.json:
         result: dict[str, Any] = {
@@ -392,11 +406,12 @@ def main(argv: list[str] | None = None) -> int:
             "reference_ops": args.reference_ops,
             "reference_threads": args.reference_threads,
             "reps": args.reps,
-            "samples": [s.to_json() for kind in ("workload", "reference") for s in samples[kind]],
-            "median_ops_per_s": {"workload": round(med_w, 1), "reference": round(med_r, 1)},
-            "ratio": round(ratio, 3),
+            "engines": engines,
+            "samples": [s.to_json() for kind in kinds for s in samples[kind]],
+            "median_ops_per_s": {k: round(m, 1) for k, m in medians.items()},
+            "ratio": {e: round(r, 3) for e, r in ratios.items()},
             "target_ratio": TARGET_RATIO,
-            "target_met": met,
+            "target_met": {e: r >= TARGET_RATIO for e, r in ratios.items()},
         }
         if not write_json(args.json, result):
             return 1

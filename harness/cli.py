@@ -17,6 +17,7 @@ from harness import impl as impls
 from harness.backends import AVAILABLE, get_backend, resolve_implementation
 from harness.backends.base import PERSISTENCE
 from harness.errors import HarnessError
+from harness.workload import ENGINES
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = {"conformance": ["conformance"], "chaos": ["chaos"], "all": ["conformance", "chaos"]}
@@ -87,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--suite", choices=sorted(SUITES), default="all")
     run.add_argument("--report-dir", default="reports", metavar="DIR")
     run.add_argument("--seed", type=_int_range(0, 2**63 - 1, "--seed"), metavar="N")
+    run.add_argument(
+        "--workload-engine",
+        choices=ENGINES,
+        default="redis-py",
+        help="client of recorded workloads (raw: the harness's lean client, faster)",
+    )
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
 
     sub.add_parser("impls", help="list implementation profiles and which are installed here")
@@ -194,7 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--image", args.image]
     if args.seed is not None:
         argv += ["--seed", str(args.seed)]
-    argv += args.pytest_args
+    argv += ["--workload-engine", args.workload_engine, *args.pytest_args]
     code = int(pytest.main(argv))
     return 0 if code == 0 else (code or 1)
 

@@ -277,7 +277,7 @@ class Cluster:
             try:
                 views.append(self.view(n, with_shards))
             except redis.exceptions.RedisError as exc:
-                unreachable[n.addr] = f"{type(exc).__name__}: {exc}"
+                unreachable[n.addr] = f"{type(exc).__name__}: {exc} [{n.process_state()}]"
         return Snapshot(tuple(views), unreachable)
 
     def check(self, nodes: Sequence[Node] | None = None) -> Verdict:

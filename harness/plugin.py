@@ -30,6 +30,7 @@ from harness.report import (
     write_summary,
 )
 from harness.runs import Run
+from harness.workload import ENGINES, Engine, Workload, WorkloadSpec
 
 HARNESS_FIXTURES = {"cluster", "cluster_factory", "harness_impl"}
 CLUSTER_MARK_ARGS = {
@@ -56,6 +57,7 @@ class HarnessState:
     seed: int
     report_dir: Path
     report_dir_given: bool
+    workload_engine: Engine = "redis-py"
     impl: Implementation | None = None
     used: bool = False
     started: str = field(default_factory=now_iso)
@@ -72,7 +74,10 @@ class HarnessState:
         what = (
             self.impl.describe() if self.impl else (self.impl_name or self.impl_binary or "default")
         )
-        return f"{what}; backend {self.backend}; node timeout {self.node_timeout_ms} ms; seed {self.seed}"
+        return (
+            f"{what}; backend {self.backend}; node timeout {self.node_timeout_ms} ms; "
+            f"seed {self.seed}; workload engine {self.workload_engine}"
+        )
 
 
 BACKEND_CAPABILITIES = frozenset({"network_faults"})  # what backends may offer
@@ -125,6 +130,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="seed for randomised choices (default: random, printed in the header)",
     )
     g.addoption("--report-dir", metavar="DIR", help="where summary.json goes (default: reports/)")
+    g.addoption(
+        "--workload-engine",
+        choices=ENGINES,
+        default="redis-py",
+        help="client of recorded workloads: redis-py's asyncio RedisCluster (default) or "
+        "raw, the harness's lean client (several times the rate)",
+    )
     parser.addini("harness_report_dir", "default report directory", default="reports")
 
 
@@ -162,6 +174,7 @@ def pytest_configure(config: pytest.Config) -> None:
         seed=seed,
         report_dir=report_dir,
         report_dir_given=report_opt is not None,
+        workload_engine=config.getoption("--workload-engine"),
     )
     config.stash[STATE] = state
     config.pluginmanager.register(_Reporter(state), "redis-cluster-harness-reporter")
@@ -228,6 +241,24 @@ def harness_impl(harness_state: HarnessState) -> Implementation:
 def harness_seed(harness_state: HarnessState) -> int:
     """The run's seed (``--seed``); same seed, same randomised choices."""
     return harness_state.seed
+
+
+WorkloadFactory = Callable[..., Workload]
+
+
+@pytest.fixture
+def workload(harness_state: HarnessState) -> WorkloadFactory:
+    """Factory: ``workload(cluster, kind="set", clients=4, rate=600, ...)`` builds a
+    :class:`~harness.workload.Workload` seeded from ``--seed``, with the client engine of
+    ``--workload-engine``; keyword arguments are :class:`~harness.workload.WorkloadSpec`
+    fields."""
+
+    def make(cluster: Cluster, **spec: Any) -> Workload:
+        spec.setdefault("seed", harness_state.seed)
+        spec.setdefault("engine", harness_state.workload_engine)
+        return Workload(cluster, WorkloadSpec(**spec))
+
+    return make
 
 
 @pytest.fixture
@@ -343,14 +374,17 @@ def pytest_runtest_makereport(
         logdir = state.report_dir / "logs" / re.sub(r"[^\w.-]+", "_", item.nodeid)
         for ci, c in enumerate(clusters):
             for n in c.nodes:
-                text = n.log_text(8000)
-                report.sections.append((f"node {n.name} {n.addr} log (tail)", text))
+                # a short tail, so the end survives in truncated CI output; the whole log
+                # is written next to the report
+                text = n.log_text(3000)
+                path = logdir / f"cluster{ci}-{n.name}-{n.port}.log"
                 try:
                     logdir.mkdir(parents=True, exist_ok=True)
-                    name = f"cluster{ci}-{n.name}-{n.port}.log"
-                    (logdir / name).write_text(n.log_text(10_000_000))
+                    path.write_text(n.log_text(10_000_000))
+                    text += f"\n[whole log: {path}]"
                 except OSError:
                     pass
+                report.sections.append((f"node {n.name} {n.addr} log (tail)", text))
             events = "\n".join(f"{e.t_ns} {e.action} {e.node} {e.detail}" for e in c.events)
             report.sections.append((f"cluster {ci} events", events))
     return report
@@ -398,6 +432,7 @@ class _Reporter:
             },
             "backend": state.backend,
             "seed": state.seed,
+            "workload_engine": state.workload_engine,
             "node_timeout_ms": state.node_timeout_ms,
             "started": state.started,
             "finished": now_iso(),

@@ -11,9 +11,14 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from harness.errors import NotReadyError
+from harness.errors import HarnessError, NotReadyError
 
 T = TypeVar("T")
+
+
+class Hopeless(HarnessError):
+    """Raised by a probe when the state can no longer come (the process that would bring
+    it ended): :func:`wait_for` passes it on at once instead of waiting out the deadline."""
 
 
 def wait_for(
@@ -25,7 +30,8 @@ def wait_for(
 ) -> T:
     """Call ``probe`` until it returns ``(True, value)``; return that value.
 
-    Exceptions from the probe count as "not yet" and are reported if the deadline passes.
+    Exceptions from the probe count as "not yet" and are reported if the deadline passes,
+    except :class:`Hopeless`, which ends the wait at once.
     """
     deadline = time.monotonic() + timeout
     last: str = "never probed"
@@ -35,6 +41,8 @@ def wait_for(
             if done:
                 return value
             last = describe(value)
+        except Hopeless:
+            raise
         except Exception as exc:  # any probe failure means "not yet"
             last = f"{type(exc).__name__}: {exc}"
         if time.monotonic() >= deadline:

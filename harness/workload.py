@@ -24,7 +24,7 @@ import random
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -34,16 +34,20 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from harness import rawclient
 from harness.crc16 import SLOTS, key_for_slot, key_slot
 from harness.errors import HarnessError, UsageError
 from harness.history import History, Op, classify_error, from_events
-from harness.wait import wait_for
+from harness.loops import LoopKind, loop_factory
+from harness.wait import Hopeless, wait_for
 
 if TYPE_CHECKING:
     from harness.cluster import Cluster
 
 Kind = Literal["set", "register", "counter"]
 KINDS: tuple[Kind, ...] = ("set", "register", "counter")
+Engine = Literal["redis-py", "raw"]
+ENGINES: tuple[Engine, ...] = ("redis-py", "raw")
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,16 @@ class WorkloadSpec:
     timeout_s: float = 0.5  # per operation; beyond it the outcome is unknown
     read_ratio: float = 0.5  # register: share of reads
     seed: int = 0
+    # "redis-py": redis-py's asyncio RedisCluster (the reference client behaviour);
+    # "raw": harness.rawclient, several times the rate for load-heavy runs
+    engine: Engine = "redis-py"
+    loop: LoopKind = "auto"  # uvloop when installed
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise UsageError(f"workload {self.kind!r}: choose one of {', '.join(KINDS)}")
+        if self.engine not in ENGINES:
+            raise UsageError(f"engine {self.engine!r}: choose one of {', '.join(ENGINES)}")
         if not 1 <= self.clients <= 256:
             raise UsageError(f"clients={self.clients}: use 1..256")
         if not 1 <= self.keys <= SLOTS:
@@ -137,28 +147,41 @@ class Workload:
         self._record(op)
         return op
 
-    async def _client_loop(self, client: AsyncRedisCluster, cid: int, budget: list[int]) -> None:
+    def _chooser(self, cid: int) -> Callable[[], tuple[str, str, Any]]:
+        """Client ``cid``'s seeded sequence of (kind, key, value) operations."""
         spec = self.spec
         rng = random.Random(f"{spec.seed}:{cid}")
-        interval = spec.clients / spec.rate if spec.rate else 0.0
-        next_at = time.monotonic()
-        mine = [k for i, k in enumerate(self.keys) if i % spec.clients == cid] or self.keys
-        counter = 0
-        while not self._stop.is_set() and budget[0] > 0:
-            budget[0] -= 1
+        keys = self.keys
+        mine = [k for i, k in enumerate(keys) if i % spec.clients == cid] or keys
+        counter = itertools.count(cid * 1_000_000_000 + 1)
+        versions = self._versions
+
+        def choose() -> tuple[str, str, Any]:
             if spec.kind == "set":
-                counter += 1
-                await self._do(
-                    client, cid, "add", rng.choice(self.keys), cid * 1_000_000_000 + counter
-                )
-            elif spec.kind == "counter":
-                await self._do(client, cid, "incr", rng.choice(self.keys), 1)
-            elif rng.random() < spec.read_ratio:
-                await self._do(client, cid, "read", rng.choice(self.keys), None)
-            else:
-                key = rng.choice(mine)
-                self._versions[key] += 1  # this client is the key's only writer
-                await self._do(client, cid, "write", key, self._versions[key])
+                return "add", rng.choice(keys), next(counter)
+            if spec.kind == "counter":
+                return "incr", rng.choice(keys), 1
+            if rng.random() < spec.read_ratio:
+                return "read", rng.choice(keys), None
+            key = rng.choice(mine)
+            versions[key] += 1  # this client is the key's only writer
+            return "write", key, versions[key]
+
+        return choose
+
+    def _may_start(self, budget: list[int]) -> bool:
+        if self._stop.is_set() or budget[0] <= 0:
+            return False
+        budget[0] -= 1
+        return True
+
+    async def _client_loop(self, client: AsyncRedisCluster, cid: int, budget: list[int]) -> None:
+        interval = self.spec.clients / self.spec.rate if self.spec.rate else 0.0
+        next_at = time.monotonic()
+        choose = self._chooser(cid)
+        while self._may_start(budget):
+            kind, key, value = choose()
+            await self._do(client, cid, kind, key, value)
             if interval:
                 next_at += interval
                 delay = next_at - time.monotonic()
@@ -168,10 +191,23 @@ class Workload:
                     next_at = time.monotonic()
 
     async def _main(self) -> None:
+        budget = [self.spec.max_ops]
+        if self.spec.engine == "raw":
+            driver = rawclient.Driver(
+                [(n.public_host, n.public_port) for n in self.cluster.live_nodes()],
+                self.keys,
+                [self._chooser(c) for c in range(self.spec.clients)],
+                may_start=lambda: self._may_start(budget),
+                record=self._record,
+                next_id=lambda: next(self._ids),
+                timeout_s=self.spec.timeout_s,
+                rate=self.spec.rate,
+            )
+            await driver.run()
+            return
         client = self._client()
         try:
             await client.initialize()
-            budget = [self.spec.max_ops]
             await asyncio.gather(
                 *(self._client_loop(client, c, budget) for c in range(self.spec.clients))
             )
@@ -181,7 +217,8 @@ class Workload:
 
     def _thread_main(self) -> None:
         try:
-            asyncio.run(self._main())
+            with asyncio.Runner(loop_factory=loop_factory(self.spec.loop)) as runner:
+                runner.run(self._main())
         except BaseException as exc:  # reported by stop(), with where it came from
             self._error = exc
             self._trace = "".join(traceback.format_exception(exc))
@@ -225,11 +262,17 @@ class Workload:
         """Wait until ``count`` more operations completed (a way to let load run without
         sleeping for a fixed time)."""
         target = len(self.history.ops) + count
-        wait_for(
-            lambda: (len(self.history.ops) >= target, len(self.history.ops)),
-            timeout,
-            f"{count} more ops",
-        )
+
+        def probe() -> tuple[bool, int]:
+            done = len(self.history.ops)
+            if done < target and (self._thread is None or not self._thread.is_alive()):
+                raise Hopeless(
+                    f"waiting for {count} more ops: the workload ended after {done} ops "
+                    f"(max_ops={self.spec.max_ops}){'; ' + str(self._error) if self._error else ''}"
+                )
+            return done >= target, done
+
+        wait_for(probe, timeout, f"{count} more ops")
 
     def final_read(self, timeout: float = 30) -> History:
         """After healing: read every key (retrying until each read succeeds), record the

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import redis
@@ -165,6 +167,16 @@ class Node(abc.ABC):
     def log_text(self, max_bytes: int = 20000) -> str:
         """The tail of the node's log."""
 
+    def host_pid(self) -> int | None:
+        """The server's pid as this host sees it, while it runs (None if unknown)."""
+        return None
+
+    def process_state(self) -> str:
+        """How the OS sees the server process: for messages about a node that does not
+        answer (busy, blocked in the kernel, stopped, gone)."""
+        pid = self.host_pid()
+        return "no running process" if pid is None else describe_pid(pid)
+
     # -- network faults: backends that can cut links override these -----------------
     def isolate(self) -> None:
         """Cut the node off from every peer and client (it keeps running)."""
@@ -186,6 +198,22 @@ class Node(abc.ABC):
     @abc.abstractmethod
     def description(self) -> str:
         """Where the node runs (for messages and reports)."""
+
+
+def describe_pid(pid: int) -> str:
+    """``pid 12 state S (wchan ep_poll), cpu 1.52 s, 5 threads`` from /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return f"pid {pid} gone"
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+    state, utime, stime, threads = fields[0], int(fields[11]), int(fields[12]), fields[17]
+    try:
+        wchan = Path(f"/proc/{pid}/wchan").read_text().strip() or "-"
+    except OSError:
+        wchan = "?"
+    cpu = (utime + stime) / os.sysconf("SC_CLK_TCK")
+    return f"pid {pid} state {state} (wchan {wchan}), cpu {cpu:.2f} s, {threads} threads"
 
 
 def start_all(nodes: Sequence[Node], timeout: float) -> list[Node]:

@@ -93,6 +93,23 @@ class DockerNode(Node):
         cid = self.container.short_id if self.container is not None else "-"
         return f"{self.name} {self.addr} (container {cid}, dir {self.dir})"
 
+    def host_pid(self) -> int | None:
+        with contextlib.suppress(*DOCKER_ERRORS):
+            if self.container is not None:
+                self.container.reload()
+                return int(self.container.attrs["State"].get("Pid") or 0) or None
+        return None
+
+    def process_state(self) -> str:
+        if self.container is None:
+            return "no container"
+        with contextlib.suppress(*DOCKER_ERRORS):
+            self.container.reload()
+            st = self.container.attrs["State"]
+            if st.get("Status") != "running":
+                return f"container {st.get('Status')} (exit code {st.get('ExitCode')})"
+        return f"container running, {super().process_state()}"
+
     def _create(self) -> None:
         be = self.backend
         tc = (

@@ -71,6 +71,9 @@ class LocalNode(Node):
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
+    def host_pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
     def start(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             raise HarnessError(f"{self.name} {self.addr} is already running (pid {self.proc.pid})")

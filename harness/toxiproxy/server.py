@@ -11,23 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
-import importlib
 import random
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from email.utils import formatdate
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, cast
 
+from harness.loops import LoopKind, loop_factory
 from harness.toxiproxy.api import Api, Response
 from harness.toxiproxy.jsonio import ApiError
 from harness.toxiproxy.proxy import bind
-
-LoopKind = Literal["auto", "asyncio", "uvloop"]
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
@@ -164,19 +160,6 @@ async def _write(writer: asyncio.StreamWriter, response: Response, close: bool) 
     await writer.drain()
 
 
-def _loop_factory(kind: LoopKind) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop moves bytes faster; "auto" uses it when it is installed."""
-    if kind == "asyncio":
-        return None
-    try:
-        module = importlib.import_module("uvloop")
-    except ImportError:
-        if kind == "uvloop":
-            raise
-        return None
-    return cast(Callable[[], asyncio.AbstractEventLoop], module.new_event_loop)
-
-
 async def _shutdown(api: Api, http_server: HttpServer) -> None:
     """Close listeners and connections, and wait (bounded) until their sockets are gone,
     so nothing outlives ``stop()``."""
@@ -212,7 +195,7 @@ class ToxiproxyServer:
         port: int = 0,
         *,
         seed: int | None = None,
-        loop: LoopKind = "asyncio",
+        loop: LoopKind = "auto",
     ) -> None:
         self.host = host
         self.port = port
@@ -276,7 +259,7 @@ class ToxiproxyServer:
 
     def _run(self) -> None:
         try:
-            with asyncio.Runner(loop_factory=_loop_factory(self._loop_kind)) as runner:
+            with asyncio.Runner(loop_factory=loop_factory(self._loop_kind)) as runner:
                 runner.run(self._serve())
         except BaseException as exc:  # reported to start(); the thread just ends
             self._error = exc
@@ -303,7 +286,7 @@ def main(
     *,
     config: str | None = None,
     seed: int | None = None,
-    loop: LoopKind = "asyncio",
+    loop: LoopKind = "auto",
 ) -> int:
     """Serve in the foreground until SIGINT or SIGTERM; 0 on a clean stop, 1 if the API
     port cannot be used or ``config`` (a JSON list of proxies, as for ``/populate``) fails."""
@@ -339,5 +322,5 @@ def main(
                 running.remove_signal_handler(sig)
             await _shutdown(api, http_server)
 
-    with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
         return runner.run(serve())

@@ -16,9 +16,8 @@ import pytest
 
 from harness import Cluster, consistency, key_for_slot, nemesis
 from harness.backends import Node
-from harness.plugin import Metrics
+from harness.plugin import Metrics, WorkloadFactory
 from harness.wait import wait_for
-from harness.workload import Workload, WorkloadSpec
 
 from ._consistency import check_and_record, no_loss_outside_windows
 
@@ -50,9 +49,9 @@ def _watch_failover(cluster: Cluster, master: Node, replica: Node, slot: int) ->
 
 @pytest.mark.parametrize("kind", ["set", "register", "counter"])
 def test_fault_free_run_loses_nothing(
-    cluster: Cluster, metrics: Metrics, artifacts: Path, harness_seed: int, kind: str
+    cluster: Cluster, metrics: Metrics, artifacts: Path, workload: WorkloadFactory, kind: str
 ) -> None:
-    wl = Workload(cluster, WorkloadSpec(kind=kind, clients=4, rate=800, seed=harness_seed))  # type: ignore[arg-type]
+    wl = workload(cluster, kind=kind, clients=4, rate=800)
     with wl.running():
         wl.wait_ops(2000)
     history = wl.final_read()
@@ -72,12 +71,16 @@ def test_fault_free_run_loses_nothing(
 
 @pytest.mark.cluster(node_timeout_ms=NT_FAST)
 def test_kill_master_under_load(
-    cluster: Cluster, metrics: Metrics, artifacts: Path, rng: random.Random, harness_seed: int
+    cluster: Cluster,
+    metrics: Metrics,
+    artifacts: Path,
+    rng: random.Random,
+    workload: WorkloadFactory,
 ) -> None:
     master = rng.choice(cluster.initial_masters)
     replica = cluster.replicas_of(master)[0]
     slots = _slots_of(cluster, master)
-    wl = Workload(cluster, WorkloadSpec(kind="set", clients=4, rate=600, seed=harness_seed))
+    wl = workload(cluster, kind="set", clients=4, rate=600)
     with wl.running():
         wl.wait_ops(500)
         kill = cluster.faults.kill(master)
@@ -100,13 +103,13 @@ def test_kill_master_under_load(
 
 @pytest.mark.cluster(node_timeout_ms=NT_FAST)
 def test_pause_master_past_node_timeout(
-    cluster: Cluster, metrics: Metrics, artifacts: Path, harness_seed: int
+    cluster: Cluster, metrics: Metrics, artifacts: Path, workload: WorkloadFactory
 ) -> None:
     """The paused master must come back as a replica; whatever it acknowledged after
     being replaced is lost and counted (inside the window), nothing else."""
     master = cluster.initial_masters[1]
     replica = cluster.replicas_of(master)[0]
-    wl = Workload(cluster, WorkloadSpec(kind="set", clients=4, rate=600, seed=harness_seed))
+    wl = workload(cluster, kind="set", clients=4, rate=600)
     slot = cluster.first_slot(master)
     with wl.running():
         wl.wait_ops(500)
@@ -124,14 +127,16 @@ def test_pause_master_past_node_timeout(
 
 @pytest.mark.cluster(masters=5, replicas=1, node_timeout_ms=NT_FAST)
 def test_kill_two_masters_at_once(
-    cluster: Cluster, metrics: Metrics, artifacts: Path, rng: random.Random, harness_seed: int
+    cluster: Cluster,
+    metrics: Metrics,
+    artifacts: Path,
+    rng: random.Random,
+    workload: WorkloadFactory,
 ) -> None:
     victims = rng.sample(cluster.initial_masters, 2)
     heirs = [cluster.replicas_of(m)[0] for m in victims]
     slots = [cluster.first_slot(m) for m in victims]
-    wl = Workload(
-        cluster, WorkloadSpec(kind="set", clients=4, rate=600, keys=40, seed=harness_seed)
-    )
+    wl = workload(cluster, kind="set", clients=4, rate=600, keys=40)
     with wl.running():
         wl.wait_ops(500)
         for m in victims:
@@ -148,7 +153,12 @@ def test_kill_two_masters_at_once(
 
 @pytest.mark.cluster(node_timeout_ms=NT_FAST)
 def test_failover_loop(
-    cluster: Cluster, metrics: Metrics, artifacts: Path, rng: random.Random, harness_seed: int
+    cluster: Cluster,
+    metrics: Metrics,
+    artifacts: Path,
+    rng: random.Random,
+    harness_seed: int,
+    workload: WorkloadFactory,
 ) -> None:
     """Ten kills in a row, each of whichever node is master of the moment: every
     promotion gets a strictly higher config epoch, nothing is lost outside the windows."""
@@ -157,7 +167,7 @@ def test_failover_loop(
     )
     nemesis.save(steps, artifacts / "schedule.json", harness_seed)
     epochs = []
-    wl = Workload(cluster, WorkloadSpec(kind="set", clients=4, rate=500, seed=harness_seed))
+    wl = workload(cluster, kind="set", clients=4, rate=500)
     with wl.running():
         for step in steps:
             covered = [m for m in cluster.masters() if cluster.replicas_of(m)]
@@ -188,7 +198,7 @@ def test_crash_restart_master(
     cluster_factory: object,
     metrics: Metrics,
     artifacts: Path,
-    harness_seed: int,
+    workload: WorkloadFactory,
     persistence: str,
     loses: bool,
 ) -> None:
@@ -197,7 +207,7 @@ def test_crash_restart_master(
     held is: a known-dangerous configuration the harness must *detect*."""
     cluster = cluster_factory(masters=3, replicas=0, persistence=persistence)  # type: ignore[operator]
     master = cluster.initial_masters[0]
-    wl = Workload(cluster, WorkloadSpec(kind="set", clients=4, rate=600, seed=harness_seed))
+    wl = workload(cluster, kind="set", clients=4, rate=600)
     with wl.running():
         wl.wait_ops(800)
         cluster.faults.crash_restart(master)
@@ -212,11 +222,11 @@ def test_crash_restart_master(
 
 @pytest.mark.requires("manual_failover")
 def test_manual_failover_under_load_loses_nothing(
-    cluster: Cluster, metrics: Metrics, artifacts: Path, harness_seed: int
+    cluster: Cluster, metrics: Metrics, artifacts: Path, workload: WorkloadFactory
 ) -> None:
     master = cluster.initial_masters[2]
     replica = cluster.replicas_of(master)[0]
-    wl = Workload(cluster, WorkloadSpec(kind="set", clients=4, rate=600, seed=harness_seed))
+    wl = workload(cluster, kind="set", clients=4, rate=600)
     with wl.running():
         wl.wait_ops(500)
         t0 = time.monotonic()
@@ -232,13 +242,13 @@ def test_manual_failover_under_load_loses_nothing(
 @pytest.mark.requires("network_faults")
 @pytest.mark.cluster(node_timeout_ms=2000)
 def test_isolated_master_under_load(
-    cluster: Cluster, metrics: Metrics, artifacts: Path, harness_seed: int
+    cluster: Cluster, metrics: Metrics, artifacts: Path, workload: WorkloadFactory
 ) -> None:
     """What the cut-off master acknowledges after the split is lost after healing: the
     documented Redis Cluster behaviour, measured and classified here."""
     master = cluster.initial_masters[0]
     replica = cluster.replicas_of(master)[0]
-    wl = Workload(cluster, WorkloadSpec(kind="set", clients=4, rate=600, seed=harness_seed))
+    wl = workload(cluster, kind="set", clients=4, rate=600)
     slot = cluster.first_slot(master)
     with wl.running():
         wl.wait_ops(500)

@@ -15,7 +15,7 @@ import pytest
 from harness import Cluster, ClusterSpec, consistency
 from harness.impl import available, from_binary
 from harness.topology import parse_info
-from harness.workload import Workload, WorkloadSpec
+from harness.workload import ENGINES, Engine, Workload, WorkloadSpec
 
 
 @pytest.fixture
@@ -29,13 +29,16 @@ def broken_binary(tmp_path: Path) -> str:
     return str(wrapper)
 
 
-def test_checkers_catch_silently_evicted_writes(broken_binary: str) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_checkers_catch_silently_evicted_writes(broken_binary: str, engine: Engine) -> None:
     impl = from_binary(broken_binary)
     with Cluster.start(impl, ClusterSpec(masters=3, replicas=0)) as cluster:
         for node in cluster.nodes:
             used = int(parse_info(str(node.call("INFO", "memory")))["used_memory"])
             node.call("CONFIG", "SET", "maxmemory", used + 200_000)  # a little headroom
-        wl = Workload(cluster, WorkloadSpec(kind="set", clients=4, rate=None, keys=12, seed=7))
+        wl = Workload(
+            cluster, WorkloadSpec(kind="set", clients=4, rate=None, keys=12, seed=7, engine=engine)
+        )
         with wl.running():
             wl.wait_ops(15_000, timeout=120)
         history = wl.final_read()
@@ -47,12 +50,15 @@ def test_checkers_catch_silently_evicted_writes(broken_binary: str) -> None:
     assert "LOST" in result.describe().upper()
 
 
-def test_the_same_load_on_a_sound_server_loses_nothing() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_same_load_on_a_sound_server_loses_nothing(engine: Engine) -> None:
     real = available("redis-7.0") or available("valkey-8.0")
     if real is None:
         pytest.skip("needs redis-7.0 or valkey-8.0")
     with Cluster.start(real, ClusterSpec(masters=3, replicas=0)) as cluster:
-        wl = Workload(cluster, WorkloadSpec(kind="set", clients=4, rate=None, keys=12, seed=7))
+        wl = Workload(
+            cluster, WorkloadSpec(kind="set", clients=4, rate=None, keys=12, seed=7, engine=engine)
+        )
         with wl.running():
             wl.wait_ops(15_000, timeout=120)
         history = wl.final_read()

@@ -8,7 +8,7 @@ import pytest
 
 from harness import wait
 from harness.errors import HarnessError, NotReadyError
-from harness.wait import eventually, wait_for
+from harness.wait import Hopeless, eventually, wait_for
 
 TINY = 0.05
 FAST = 0.001
@@ -219,3 +219,15 @@ def test_eventually_does_not_retry_other_errors() -> None:
     with pytest.raises(ValueError, match="not an assertion"):
         eventually(check, timeout=5.0, interval=FAST)
     assert next(calls) == 2  # called exactly once
+
+
+def test_a_hopeless_probe_ends_the_wait_at_once() -> None:
+    calls = itertools.count(1)
+
+    def probe() -> tuple[bool, int]:
+        next(calls)
+        raise Hopeless("the producer ended")
+
+    with pytest.raises(Hopeless, match="producer ended"):
+        wait_for(probe, 30, "something")
+    assert next(calls) == 2  # probed once, not until the 30 s deadline
