@@ -1,14 +1,16 @@
 """Workload throughput benchmark: recorded ops/s of the harness's set workload against
 ``redis-benchmark`` on the same cluster.
 
-One 3 masters x 1 replica cluster is started for the whole run; on it, in alternating
-order, ``--reps`` times each:
+One 3 masters x 1 replica cluster is started for the whole run; on it, ``--reps`` times
+each, in an order rotated every rep:
 
-* **workload**: the harness's recorded set workload, ``Workload(cluster,
-  WorkloadSpec(kind="set", clients=C, rate=None, max_ops=N, seed=rep))``, run until all
-  ``N`` operations are recorded. Its clock starts just before ``Workload.running()``
-  (thread, event loop, client and slot map included) and stops at the completion of the
-  last operation; ops/s = operations that completed ``ok`` / that time.
+* **workload:<engine>**: the harness's recorded set workload, ``Workload(cluster,
+  WorkloadSpec(kind="set", clients=C, rate=None, max_ops=N, seed=rep, engine=E))``, run
+  until all ``N`` operations are recorded, for each engine of ``--engine`` (default both:
+  ``redis-py``, redis-py's asyncio RedisCluster, and ``raw``, harness.rawclient). Its clock
+  starts just before ``Workload.running()`` (thread, event loop, client and slot map
+  included) and stops at the completion of the last operation; ops/s = operations that
+  completed ``ok`` / that time.
 * **reference**: ``redis-benchmark --cluster -h H -p P -t sadd -n N -c C -P 1 -q
   --threads 1`` against a master of the same cluster; ops/s is the rate it prints.
 
@@ -22,12 +24,13 @@ whatever the real rate. One thread stops at the last reply, so its rate is exact
 
 Each sample also counts the SADD calls the masters executed (``INFO commandstats``), so a
 sample that did not do its work is an error rather than a fast number. Medians, the ratio
-workload/reference and the target (ratio >= 0.5) are printed, and written as JSON with
+workload/reference per engine and the target (ratio >= 0.5) are printed, and written as JSON with
 ``--json``. Everything started (servers, redis-benchmark) is stopped at the end, on an
 error, Ctrl-C or SIGTERM.
 
 Usage: ``.venv/bin/python bench/workload.py [--reps N] [--clients C] [--ops N]
-[--reference-ops N] [--reference-threads N] [--impl NAME | --impl-binary PATH]
+[--reference-ops N] [--reference-threads N] [--engine redis-py|raw|both]
+[--impl NAME | --impl-binary PATH]
 [--redis-benchmark PATH] [--json PATH]``. Exit status: 0 done (target met or not), 1 a
 sample failed, 2 bad usage or redis-benchmark missing, 130 interrupted.
 """
@@ -54,6 +57,7 @@ from harness.backends.base import Node
 from harness.cluster import Cluster, ClusterSpec
 from harness.errors import HarnessError
 from harness.impl import Implementation, resolve
+from harness.loops import loop_factory
 from harness.runs import Run
 from harness.topology import parse_info
 from harness.wait import wait_for
@@ -353,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"workload ({', '.join(engines)}): {args.clients} clients, {args.ops} ops, "
                 f"rate unlimited; reference: {tool_version}: {' '.join(cmd[1:])}"
             )
-            print(f"{args.reps} reps, order rotated each rep")
+            loop = "uvloop" if loop_factory("auto") else "asyncio"
+            print(f"{args.reps} reps, order rotated each rep; workload event loop {loop}")
             for rep in range(1, args.reps + 1):
                 shift = (rep - 1) % len(kinds)
                 for kind in kinds[shift:] + kinds[:shift]:
