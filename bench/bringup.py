@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import json
 import os
 import shutil
 import signal
@@ -50,8 +49,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, Literal, TypeVar
+
+from benchlib import add_common_args, stop_on_sigterm, write_json
 
 from harness.backends import get_backend
 from harness.backends.base import Node, NodeConfig, start_all
@@ -433,7 +433,7 @@ def docker_main(args: argparse.Namespace) -> int:
     except HarnessError as exc:
         print(f"bringup: {exc}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_sigterm()
     print(f"bring-up to READY of {SPEC.masters}x{SPEC.replicas}, {impl.describe()}")
     print(f"docker backend against local backend; {args.reps} reps, alternating order")
     try:
@@ -471,7 +471,7 @@ def docker_main(args: argparse.Namespace) -> int:
                 for b in kinds
             },
         }
-        if not write_json(args.json, result):
+        if not write_json("bringup", args.json, result):
             return 1
     return 0
 
@@ -570,19 +570,7 @@ def result_json(
     }
 
 
-def write_json(path: Path, result: dict[str, Any]) -> bool:
-    try:
-        path.write_text(json.dumps(result, indent=2) + "\n")
-    except OSError as exc:
-        print(f"bringup: cannot write {path}: {exc.strerror}", file=sys.stderr)
-        return False
-    print(f"results written to {path}")
-    return True
-
-
 # -- main ------------------------------------------------------------------------------
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # run the same cleanup as Ctrl-C
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -595,19 +583,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "docker: harness on docker against harness on local",
     )
     p.add_argument("--reps", type=int, default=5, help="repetitions of each (default 5)")
-    p.add_argument(
-        "--impl",
-        metavar="NAME",
-        help="implementation profile, e.g. redis-7.0, valkey-8.0, redis-6.2",
-    )
-    p.add_argument("--impl-binary", metavar="PATH", help="server binary to benchmark")
+    add_common_args(p)
     p.add_argument(
         "--cli",
         metavar="PATH",
         default="redis-cli",
         help="redis-cli to use (default: redis-cli on PATH; --backend local only)",
     )
-    p.add_argument("--json", metavar="PATH", type=Path, help="also write the results as JSON")
     args = p.parse_args(argv)
     if args.reps < 1:
         p.error("--reps must be at least 1")
@@ -634,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         [cli, "--version"], capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
     ).stdout.strip()
 
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_sigterm()
     run = Run.current()  # created up front: its watchdog start is not part of any sample
     print(f"bring-up to READY of {SPEC.masters}x{SPEC.replicas}, {impl.describe()}")
     print(f"reference: {cli_version} --cluster create; {args.reps} reps, alternating order")
@@ -654,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         cli_info = {"cli": {"path": cli, "version": cli_version}}
         result = result_json(impl, cli_info, args.reps, samples, medians)
-        if not write_json(args.json, result):
+        if not write_json("bringup", args.json, result):
             return 1
     return 0
 

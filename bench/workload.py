@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -49,9 +48,9 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import FrameType
 from typing import Any, cast
+
+from benchlib import add_common_args, stop_on_sigterm, write_json
 
 from harness.backends.base import Node
 from harness.cluster import Cluster, ClusterSpec
@@ -260,8 +259,6 @@ def benchmark_tool(path: str) -> tuple[str, str]:
 
 
 # -- main ------------------------------------------------------------------------------
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # run the same cleanup as Ctrl-C
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -283,12 +280,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="redis-benchmark --threads (default 1; 0 = its default, one per master, "
         "whose clock is rounded up to 250 ms)",
     )
-    p.add_argument(
-        "--impl",
-        metavar="NAME",
-        help="implementation profile, e.g. redis-7.0, valkey-8.0, redis-6.2",
-    )
-    p.add_argument("--impl-binary", metavar="PATH", help="server binary to benchmark")
+    add_common_args(p)
     p.add_argument(
         "--redis-benchmark",
         metavar="PATH",
@@ -301,7 +293,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="both",
         help="workload client engine(s) to measure (default both)",
     )
-    p.add_argument("--json", metavar="PATH", type=Path, help="also write the results as JSON")
     args = p.parse_args(argv)
     if args.reps < 1:
         p.error("--reps must be at least 1")
@@ -318,16 +309,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def write_json(path: Path, result: dict[str, Any]) -> bool:
-    try:
-        path.write_text(json.dumps(result, indent=2) + "\n")
-    except OSError as exc:
-        print(f"workload: cannot write {path}: {exc.strerror}", file=sys.stderr)
-        return False
-    print(f"results written to {path}")
-    return True
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -337,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"workload: {exc}", file=sys.stderr)
         return 2
 
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_sigterm()
     run = Run.current()  # created up front: its watchdog start is not part of any sample
     print(f"set workload ops/s on {SPEC.masters}x{SPEC.replicas}, {impl.describe()}")
     engines: list[Engine] = list(ENGINES) if args.engine == "both" else [args.engine]
@@ -418,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             "target_ratio": TARGET_RATIO,
             "target_met": {e: r >= TARGET_RATIO for e, r in ratios.items()},
         }
-        if not write_json(args.json, result):
+        if not write_json("workload", args.json, result):
             return 1
     return 0
 

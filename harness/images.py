@@ -42,6 +42,7 @@ import docker.errors
 import requests
 
 from harness.errors import HarnessError
+from harness.impl import run_version
 
 log = logging.getLogger(__name__)
 
@@ -309,21 +310,7 @@ def _shared_libraries(binary: str, path: Path, interpreter: str) -> list[tuple[s
 
 def _host_version(binary: str, path: Path) -> str:
     """First line of ``--version``, run under the name the user gave (argv[0] matters)."""
-    try:
-        out = subprocess.run(
-            [str(path), "--version"],
-            capture_output=True,
-            text=True,
-            timeout=VERSION_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise HarnessError(
-            f"{binary}: `--version` did not answer in {VERSION_TIMEOUT:g}s; is it a server?"
-        ) from exc
-    except OSError as exc:
-        raise HarnessError(f"{binary}: cannot run it ({exc.strerror})") from exc
+    out = run_version(path, binary, VERSION_TIMEOUT)
     lines = [ln.strip() for ln in (out.stdout or out.stderr).splitlines() if ln.strip()]
     if out.returncode != 0 or not lines:
         said = f": {lines[0][:160]!r}" if lines else ""

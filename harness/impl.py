@@ -155,6 +155,28 @@ def load_profiles(path: Path | None = None) -> dict[str, Profile]:
 _VERSION_RE = re.compile(r"^(?P<flavor>[A-Za-z][\w-]*) server v=(?P<version>\d+\.\d+(?:\.\d+)?)")
 
 
+def run_version(
+    path: Path, label: str, timeout: float, error: type[HarnessError] = HarnessError
+) -> subprocess.CompletedProcess[str]:
+    """``path --version`` in its own session (a wrapper's children die with it); a hang or
+    an unrunnable file becomes one ``error`` line starting with ``label``."""
+    try:
+        return subprocess.run(
+            [str(path), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise error(
+            f"{label}: `--version` did not answer in {timeout:g}s; is it a Redis server?"
+        ) from exc
+    except OSError as exc:
+        raise error(f"{label}: cannot run it ({exc.strerror})") from exc
+
+
 def identify(binary: str, timeout: float = 10.0) -> tuple[str, Version, str]:
     """Run ``binary --version`` and return (flavor, version, raw text)."""
     path = Path(binary)
@@ -166,21 +188,7 @@ def identify(binary: str, timeout: float = 10.0) -> tuple[str, Version, str]:
         raise UsageError(
             f"--impl-binary {binary}: not an executable file; chmod +x it or give another path"
         )
-    try:
-        out = subprocess.run(
-            [str(path), "--version"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise UsageError(
-            f"--impl-binary {binary}: `--version` did not answer in {timeout:g}s; is it a Redis server?"
-        ) from exc
-    except OSError as exc:
-        raise UsageError(f"--impl-binary {binary}: cannot run it ({exc.strerror})") from exc
+    out = run_version(path, f"--impl-binary {binary}", timeout, UsageError)
     text = (out.stdout or out.stderr).strip()
     m = _VERSION_RE.match(text)
     if not m:
