@@ -377,9 +377,10 @@ class Driver:
         clients = [_Client(self, cid, choose) for cid, choose in enumerate(self.choosers)]
         self._running = len(clients)
         now = time.monotonic()
-        for i, c in enumerate(clients):
-            c.next_at = now + (i * self.interval / len(clients) if self.interval else 0.0)
-            self.loop.call_soon(c.start)
+        for i, c in enumerate(clients):  # paced clients start staggered over one interval
+            offset = i * self.interval / len(clients)
+            c.next_at = now + offset
+            self.loop.call_later(offset, c.start)
         try:
             await self._done
         finally:

@@ -62,6 +62,17 @@ class Toxic:
 # -- behaviour --------------------------------------------------------------------------
 
 
+async def sleep_until(due: float) -> None:
+    """Sleep until ``now() >= due``. A single sleep may wake early: uvloop's timers have
+    millisecond resolution on a cached clock, and a toxic must never be shorter than set."""
+    while (wait := due - now()) > 0:
+        await asyncio.sleep(wait)
+
+
+async def sleep_for(seconds: float) -> None:
+    await sleep_until(now() + seconds)
+
+
 async def _forever() -> None:
     await asyncio.get_running_loop().create_future()
 
@@ -76,9 +87,7 @@ async def pipe_latency(stage: Stage, attrs: Mapping[str, int]) -> None:
         delay = latency + (stage.rng.randrange(-jitter, jitter) if jitter > 0 else 0)
         due = chunk.ts + delay / 1000
         stage.held = [chunk]
-        wait = due - now()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await sleep_until(due)
         chunk.ts = due  # a later latency toxic adds its delay to this one's
         await stage.emit(chunk)
         stage.held = []
@@ -100,14 +109,14 @@ async def pipe_bandwidth(stage: Stage, attrs: Mapping[str, int]) -> None:
         data, ts = memoryview(chunk.data), chunk.ts
         stage.held = [Chunk(data, ts)]
         while len(data) > step:
-            await asyncio.sleep(0.1)
+            await sleep_for(0.1)
             await stage.emit(Chunk(data[:step], ts))
             data = data[step:]
             stage.held = [Chunk(data, ts)]
             debt -= 0.1
         start = now()
         if debt > 0:
-            await asyncio.sleep(debt)
+            await sleep_for(debt)
         debt -= now() - start
         await stage.emit(Chunk(data, ts))
         stage.held = []
@@ -118,7 +127,7 @@ async def pipe_slow_close(stage: Stage, attrs: Mapping[str, int]) -> None:
         chunk = await stage.get()
         if chunk is None:
             stage.held = [None]  # interrupted while waiting: close at once
-            await asyncio.sleep(max(attrs["delay"], 0) / 1000)
+            await sleep_for(max(attrs["delay"], 0) / 1000)
             stage.close()
             return
         stage.held = [chunk]
@@ -147,7 +156,7 @@ async def pipe_timeout(stage: Stage, attrs: Mapping[str, int]) -> None:
 async def pipe_reset_peer(stage: Stage, attrs: Mapping[str, int]) -> None:
     await stage.get()  # the first data (or end of stream) starts the clock; it is dropped
     if attrs["timeout"] > 0:
-        await asyncio.sleep(attrs["timeout"] / 1000)
+        await sleep_for(attrs["timeout"] / 1000)
     stage.reset()
 
 
@@ -205,7 +214,7 @@ async def pipe_slicer(stage: Stage, attrs: Mapping[str, int]) -> None:
             await stage.emit(Chunk(data[start:end], ts))
             stage.held = [Chunk(data[end:], ts)] if end < len(data) else []
             if delay > 0:
-                await asyncio.sleep(delay / 1_000_000)
+                await sleep_for(delay / 1_000_000)
         stage.held = []
 
 
