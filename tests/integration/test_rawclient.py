@@ -125,3 +125,17 @@ def test_a_paused_master_gives_timeouts_as_unknown(cluster: Cluster) -> None:
     assert not [op for op in during if op.outcome == "ok" and op.invoke_ns > ev.t_ns + 1]
     # after the resume (well inside the node timeout) its slots are served again
     assert [op for op in _ops_on(wl, victim_slots, resumed) if op.outcome == "ok"]
+
+
+def test_on_a_proxied_cluster_every_request_goes_through_a_proxy(impl: Implementation) -> None:
+    if not impl.has("runtime_announce"):
+        pytest.skip(f"{impl.name} lacks runtime_announce")
+    with Cluster.start(impl, ClusterSpec(masters=2, replicas=0, proxied=True)) as c:
+        wl = Workload(c, WorkloadSpec(kind="set", clients=2, rate=1000, engine="raw"))
+        with wl.running():
+            wl.wait_ops(200)
+        proxies = {n.public_addr for n in c.nodes}
+        assert proxies.isdisjoint(n.addr for n in c.nodes)
+    ops = list(wl.history.ops)
+    assert ops and all(op.outcome == "ok" for op in ops), {op.error for op in ops}
+    assert {op.node for op in ops} == proxies
