@@ -8,6 +8,7 @@ implementation that speaks the protocol, and every step can report what it saw.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -23,12 +24,13 @@ from redis.cluster import RedisCluster
 from harness.backends import Backend, Node, NodeConfig, get_backend
 from harness.backends.base import PERSISTENCE, Persistence
 from harness.checkers import Verdict, healthy
-from harness.crc16 import SLOTS
+from harness.crc16 import SLOTS, key_for_slot
 from harness.errors import HarnessError, NotSupportedError, UsageError
 from harness.faults import Faults
 from harness.impl import Implementation
 from harness.ports import PortLease
 from harness.topology import (
+    NodeEntry,
     NodeView,
     Snapshot,
     parse_cluster_nodes,
@@ -36,6 +38,11 @@ from harness.topology import (
     parse_info,
 )
 from harness.wait import wait_for
+
+
+@functools.cache
+def _ready_key(slot: int) -> str:
+    return key_for_slot(slot, prefix="harness:ready:")
 
 
 @dataclass(frozen=True)
@@ -311,9 +318,45 @@ class Cluster:
                 problems.append(
                     f"{v.observer} still sees {', '.join(f'{n.addr} {sorted(n.flags)}' for n in busy)}"
                 )
+        if not problems and snap.views:
+            problems = self._unstreamed_replicas(snap.views[0].nodes, nodes)
         if problems:
             return False, "\n  ".join(problems) + "\n" + snap.describe()
         return True, ""
+
+    def _unstreamed_replicas(
+        self, entries: Sequence[NodeEntry], nodes: Sequence[Node]
+    ) -> list[str]:
+        r"""Masters not yet streaming to all their live replicas. A replica that finished a
+        full sync over a socket reports itself synced while its master still holds the new
+        writes back until the replica's next REPLCONF ACK (up to a second): a write the
+        master acknowledges then is lost if it dies. So readiness writes (and deletes) a
+        key on each master and ``WAIT``\ s for its replicas to acknowledge it."""
+        live = {n.node_id for n in nodes}
+        problems = []
+        for m in entries:
+            if not m.is_master or not m.slots or m.node_id not in live:
+                continue
+            want = sum(1 for e in entries if e.master_id == m.node_id and e.node_id in live)
+            if not want:
+                continue
+            key = _ready_key(m.slots[0][0])
+            node = self.node_by_id(m.node_id)
+            try:
+                with node.client(timeout=2.0) as c:
+                    c.set(key, "1")
+                    c.delete(key)
+                    acked = int(c.execute_command("WAIT", want, 1000))
+            except redis.exceptions.ResponseError as exc:
+                if "unknown command" in str(exc).lower():
+                    continue  # a server without WAIT: its sync state is all there is
+                raise
+            if acked < want:
+                problems.append(
+                    f"{node.addr} master: {acked} of {want} replicas acknowledged a write "
+                    "(replication not streaming yet)"
+                )
+        return problems
 
     def wait_ready(self, timeout: float | None = None, nodes: Sequence[Node] | None = None) -> None:
         """Wait until every node (default: every live one) reports ``cluster_state:ok``

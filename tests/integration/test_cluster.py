@@ -141,3 +141,15 @@ def test_a_port_reused_in_the_same_run_starts_fresh(any_impl: Implementation) ->
         assert [n.port for n in second.nodes] == ports
         assert not first_ids & {n.node_id for n in second.nodes}
         assert checkers.healthy(second.snapshot()).ok
+
+
+def test_readiness_waits_for_replication_to_stream(any_impl: Implementation) -> None:
+    """A replica that reports its sync finished does not make the cluster ready until it
+    acknowledges a fresh write: a frozen replica (its link still up) holds readiness."""
+    with Cluster.start(any_impl, ClusterSpec(masters=1, replicas=1)) as c:
+        master, replica = c.nodes
+        entries = c.view(master, with_shards=False).nodes
+        assert c._unstreamed_replicas(entries, c.nodes) == []
+        with c.faults.paused(replica):
+            problems = c._unstreamed_replicas(entries, c.nodes)
+        assert problems and "0 of 1 replicas acknowledged" in problems[0], problems
