@@ -360,7 +360,8 @@ class Cluster:
 
     def wait_ready(self, timeout: float | None = None, nodes: Sequence[Node] | None = None) -> None:
         """Wait until every node (default: every live one) reports ``cluster_state:ok``
-        with all slots, all agree on the map, and every replica finished its first sync."""
+        with all slots, all agree on the map, every replica finished its first sync and
+        the masters stream to them (see :meth:`_unstreamed_replicas`)."""
         wait_for(
             lambda: self._readiness(nodes if nodes is not None else self.live_nodes(), None),
             timeout or self.spec.ready_timeout_s,
