@@ -69,7 +69,8 @@ import pathlib, threading, pytest
 @pytest.mark.requires("network_faults")
 @pytest.mark.cluster(masters=1, replicas=0)
 def test_hold(cluster):
-    pathlib.Path("ready").write_text(cluster.backend.ns.name)
+    pathlib.Path("ready.tmp").write_text(cluster.backend.ns.name)
+    pathlib.Path("ready.tmp").rename("ready")  # atomic: never read half-written
     threading.Event().wait(300)
 """
 
