@@ -1,14 +1,22 @@
-"""What the benchmarks share: common options, JSON output, SIGTERM handling."""
+"""What the benchmarks share: common options, JSON output, SIGTERM handling, running a
+reference tool that never outlives the benchmark."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import signal
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from harness.errors import NotReadyError
+from harness.runs import Run
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
@@ -39,3 +47,38 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def stop_on_sigterm() -> None:
     """SIGTERM takes the Ctrl-C path, so everything started is stopped either way."""
     signal.signal(signal.SIGTERM, _terminate)
+
+
+def run_owned(
+    cmd: list[str],
+    run: Run,
+    timeout: float,
+    *,
+    cwd: Path | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> tuple[int, str]:
+    """Run a reference tool in its own session, registered with ``run`` (so the watchdog
+    and sweeps know it), killed on any way out; return its exit code and output."""
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=cwd,
+        env=run.env(),
+        preexec_fn=preexec_fn,
+    )
+    run.register(proc.pid)
+    try:
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise NotReadyError(f"`{' '.join(cmd)}` did not finish in {timeout:.0f}s") from exc
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        run.unregister(proc.pid)
+    return proc.returncode, out.decode(errors="replace")

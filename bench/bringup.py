@@ -51,13 +51,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from benchlib import add_common_args, stop_on_sigterm, write_json
+from benchlib import add_common_args, run_owned, stop_on_sigterm, write_json
 
 from harness.backends import get_backend
 from harness.backends.base import Node, NodeConfig, start_all
 from harness.backends.local import LocalBackend, LocalNode
 from harness.cluster import Cluster, ClusterSpec
-from harness.errors import HarnessError, NotReadyError
+from harness.errors import HarnessError
 from harness.impl import Implementation, resolve
 from harness.runs import Run
 
@@ -146,32 +146,10 @@ def cli_create(cli: str, run: Run, nodes: list[Node], replicas: int) -> None:
     """``redis-cli --cluster create``; its own session, registered with the run."""
     cmd = [cli, "--cluster", "create", *(n.addr for n in nodes)]
     cmd += ["--cluster-replicas", str(replicas), "--cluster-yes"]
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env=run.env(),
-        preexec_fn=_die_with_parent(os.getpid()),
-    )
-    run.register(proc.pid)
-    try:
-        try:
-            out, _ = proc.communicate(timeout=CLI_TIMEOUT_S)
-        except subprocess.TimeoutExpired as exc:
-            raise NotReadyError(
-                f"`{' '.join(cmd)}` did not finish in {CLI_TIMEOUT_S:.0f}s"
-            ) from exc
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        run.unregister(proc.pid)
-    if proc.returncode != 0:
-        tail = " | ".join(out.decode(errors="replace").strip().splitlines()[-3:])
-        raise HarnessError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}): {tail}")
+    code, out = run_owned(cmd, run, CLI_TIMEOUT_S, preexec_fn=_die_with_parent(os.getpid()))
+    if code != 0:
+        tail = " | ".join(out.strip().splitlines()[-3:])
+        raise HarnessError(f"`{' '.join(cmd)}` failed (exit {code}): {tail}")
 
 
 # -- samples -------------------------------------------------------------------------

@@ -38,11 +38,8 @@ sample failed, 2 bad usage or redis-benchmark missing, 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -50,7 +47,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from benchlib import add_common_args, stop_on_sigterm, write_json
+from benchlib import add_common_args, run_owned, stop_on_sigterm, write_json
 
 from harness.backends.base import Node
 from harness.cluster import Cluster, ClusterSpec
@@ -187,35 +184,13 @@ def reference_sample(
     any way out."""
     before = sadd_calls(masters)
     t0 = time.monotonic()
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        cwd=run.dir,  # found by the run's sweep even before it is registered
-        env=run.env(),
-    )
-    run.register(proc.pid)
-    try:
-        try:
-            raw, _ = proc.communicate(timeout=_timeout(requests))
-        except subprocess.TimeoutExpired as exc:
-            raise HarnessError(
-                f"`{' '.join(cmd)}` did not finish in {_timeout(requests):.0f}s"
-            ) from exc
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        run.unregister(proc.pid)
+    # cwd in the run directory: the run's sweep finds it even before it is registered
+    code, raw = run_owned(cmd, run, _timeout(requests), cwd=run.dir)
     wall = time.monotonic() - t0
-    out = raw.decode(errors="replace")
-    found = RESULT_RE.findall(out)
-    if proc.returncode != 0 or not found:
-        tail = " | ".join(out.replace("\r", "\n").strip().splitlines()[-3:])
-        raise HarnessError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}): {tail}")
+    found = RESULT_RE.findall(raw)
+    if code != 0 or not found:
+        tail = " | ".join(raw.replace("\r", "\n").strip().splitlines()[-3:])
+        raise HarnessError(f"`{' '.join(cmd)}` failed (exit {code}): {tail}")
     rps, p50 = found[-1]
     calls = sadd_calls(masters) - before
     if calls < requests:
