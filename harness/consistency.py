@@ -136,12 +136,16 @@ class _Classifier:
         self.starts = starts
         self.ends = ends
 
-    def __call__(self, t_ns: int) -> LossClass:
+    def __call__(self, invoke_ns: int, complete_ns: int) -> LossClass:
+        """Class of an operation that ran from ``invoke_ns`` to ``complete_ns``: inside a
+        window when the two overlap. An add in flight across a heal counts as inside: a
+        paused master answers what it received while frozen the moment it resumes, before
+        it learns it was replaced, so that ack comes from the fault, not after it."""
         starts = self.starts
-        if not starts or t_ns < starts[0]:
+        if not starts or complete_ns < starts[0]:
             return "before-faults"
-        i = bisect_right(starts, t_ns) - 1
-        return "in-window" if t_ns < self.ends[i] else "after-heal"
+        i = bisect_right(starts, complete_ns) - 1
+        return "in-window" if invoke_ns < self.ends[i] else "after-heal"
 
 
 def _final_reads(ops: Iterable[Op], accept: Callable[[Any], bool]) -> dict[str, Op]:
@@ -168,8 +172,9 @@ def _is_number(value: Any) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class LostWrite:
-    """An acknowledged add missing from the final read; ``t_ms`` is the ack time
-    relative to the result's origin (the first fault)."""
+    """An acknowledged add missing from the final read; ``t_ms`` is the ack time and
+    ``sent_ms`` the invoke time, both relative to the result's origin (the first fault);
+    ``node`` answered it."""
 
     op_id: int
     key: str
@@ -177,6 +182,15 @@ class LostWrite:
     ack_ns: int
     t_ms: float
     cls: LossClass
+    sent_ms: float = 0.0
+    node: str | None = None
+
+    def describe(self) -> str:
+        by = f" by {self.node}" if self.node else ""
+        return (
+            f"op {self.op_id} key {self.key!r} value {self.value!r} sent {self.sent_ms:+.1f} "
+            f"acked {self.t_ms:+.1f} ms{by}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,10 +247,7 @@ class SetResult:
                 if not s.count:
                     continue
                 lines.append(f"  {cls}: acked from {s.first_ms:+.1f} to {s.last_ms:+.1f} ms")
-                lines += [
-                    f"    op {e.op_id} key {e.key!r} value {e.value!r} acked {e.t_ms:+.1f} ms"
-                    for e in s.examples
-                ]
+                lines += [f"    {e.describe()}" for e in s.examples]
         else:
             lines.append("no acknowledged add lost")
         if self.unexpected_count:
@@ -320,7 +331,7 @@ def check_set(history: History, examples: int = 10) -> SetResult:
     classify = _Classifier(windows)
     by_class: dict[LossClass, list[Op]] = {c: [] for c in LOSS_CLASSES}
     for o in lost_ops:
-        by_class[classify(o.complete_ns)].append(o)
+        by_class[classify(o.invoke_ns, o.complete_ns)].append(o)
     lost: dict[LossClass, LossSummary] = {}
     for cls, group in by_class.items():
         if not group:
@@ -328,7 +339,16 @@ def check_set(history: History, examples: int = 10) -> SetResult:
             continue
         group.sort(key=lambda o: o.complete_ns)
         ex = tuple(
-            LostWrite(o.id, o.key, o.value, o.complete_ns, _ms(o.complete_ns - origin_ns), cls)
+            LostWrite(
+                o.id,
+                o.key,
+                o.value,
+                o.complete_ns,
+                _ms(o.complete_ns - origin_ns),
+                cls,
+                _ms(o.invoke_ns - origin_ns),
+                o.node,
+            )
             for o in group[:examples]
         )
         lost[cls] = LossSummary(

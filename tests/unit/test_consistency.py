@@ -148,33 +148,34 @@ def test_set_fault_free_history_loses_nothing() -> None:
     assert "no acknowledged add lost" in r.describe()
 
 
-def test_set_losses_are_classified_by_ack_time() -> None:
+def test_set_losses_are_classified_by_overlap_with_the_windows() -> None:
     b = Ops()
     before = b.add("k", 1, 0, 50)
     b.add("k", 2, 60, 70)  # kept
     in_kill = b.add("k", 3, 90, 150)  # invoked before the kill, acked during it
     between = b.add("k", 4, 300, 310)
     in_pause = b.add("k", 5, 400, 400)  # acked at the very instant of the pause
-    at_heal = b.add("k", 6, 490, 500)  # acked at the instant of the resume: healed
+    across = b.add("k", 6, 490, 505)  # sent to the paused node, answered on resume
+    at_heal = b.add("k", 7, 500, 510)  # sent at the instant of the resume: healed
     b.final("k", [2])
     h = b.history(
         ev(100, "kill", "a"), ev(200, "start", "a"), ev(400, "pause", "b"), ev(500, "resume", "b")
     )
     r = check_set(h)
-    assert not r.ok and r.lost_count == 5
+    assert not r.ok and r.lost_count == 6
     assert {c: s.count for c, s in r.lost.items()} == {
         "before-faults": 1,
-        "in-window": 2,
+        "in-window": 3,
         "after-heal": 2,
     }
     assert [e.op_id for e in r.lost["before-faults"].examples] == [before.id]
-    assert [e.op_id for e in r.lost["in-window"].examples] == [in_kill.id, in_pause.id]
+    assert [e.op_id for e in r.lost["in-window"].examples] == [in_kill.id, in_pause.id, across.id]
     assert [e.op_id for e in r.lost["after-heal"].examples] == [between.id, at_heal.id]
     assert r.origin == "first fault" and r.origin_ns == ns(100)
     assert r.lost["before-faults"].examples[0].t_ms == -50
-    assert (r.lost["in-window"].first_ms, r.lost["in-window"].last_ms) == (50, 300)
+    assert (r.lost["in-window"].first_ms, r.lost["in-window"].last_ms) == (50, 405)
     text = r.describe()
-    assert "LOST 5" in text and "op 3 key 'k' value 3 acked +50.0 ms" in text
+    assert "LOST 6" in text and "op 3 key 'k' value 3 sent -10.0 acked +50.0 ms" in text
     assert "kill a +0.0 ms → +100.0 ms" in text
 
 
