@@ -48,13 +48,15 @@ class Profile:
     dialect: str
     binaries: tuple[str, ...]
     capabilities: frozenset[str]
-    #: known server bugs: (reference, text that identifies the failure)
-    known_issues: tuple[tuple[str, str], ...] = ()
+    #: known server bugs: (reference, text in the failure, text in a node log or "")
+    known_issues: tuple[tuple[str, str, str], ...] = ()
 
-    def known_issue(self, failure: str) -> str | None:
-        """The reference of a known server bug this failure text shows, if any."""
-        for ref, text in self.known_issues:
-            if text in failure:
+    def known_issue(self, failure: str, logs: str = "") -> str | None:
+        """The reference of a known server bug this failure shows, if any: its text is
+        in the failure and, when the issue names one, its log line in the nodes' logs
+        (a hang shows only as "unreachable"; the log tells which bug hung it)."""
+        for ref, text, log in self.known_issues:
+            if text in failure and log in logs:
                 return ref
         return None
 
@@ -147,7 +149,9 @@ def load_profiles(path: Path | None = None) -> dict[str, Profile]:
             dialect=p["dialect"],
             binaries=tuple(p.get("binaries", [])),
             capabilities=caps,
-            known_issues=tuple((k["ref"], k["text"]) for k in p.get("known_issues", [])),
+            known_issues=tuple(
+                (k["ref"], k["text"], k.get("log", "")) for k in p.get("known_issues", [])
+            ),
         )
     return profiles
 

@@ -364,7 +364,12 @@ def pytest_runtest_makereport(
     report = yield
     if report.failed and call.excinfo is not None:
         impl = item.config.stash[STATE].impl
-        ref = impl.profile.known_issue(str(call.excinfo.value)) if impl is not None else None
+        ref = None
+        if impl is not None:
+            logs = "\n".join(
+                n.log_text(3000) for c in item.stash.get(CLUSTERS, []) for n in c.nodes
+            )
+            ref = impl.profile.known_issue(str(call.excinfo.value), logs)
         if ref is not None:  # the server's known bug, not a harness failure
             report.outcome = "skipped"
             report.wasxfail = f"known server issue {ref}"

@@ -562,3 +562,11 @@ def test_known_server_issues_are_recognised_by_their_text() -> None:
     assert ref is not None and ref.startswith("valkey-io/valkey#2171")
     assert valkey.known_issue("AssertionError: lost writes") is None
     assert profiles["redis-7.0"].known_issue("corrupted cluster config file") is None
+    # a hang is known only with the log line that shows which bug hung the node
+    redis8 = profiles["redis-8.0"]
+    hung = "n0 unreachable: TimeoutError [container running, pid 7 state R (wchan 0), cpu 31 s]"
+    stale = "* Ignore stale message from 7244c5c3 () in shard 96e2fe8c; gossip config epoch: 1"
+    ref = redis8.known_issue(hung, logs=stale)
+    assert ref is not None and "valkey-io/valkey#1015" in ref
+    assert redis8.known_issue(hung) is None
+    assert redis8.known_issue("AssertionError: lost writes", logs=stale) is None
