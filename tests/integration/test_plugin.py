@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from harness.impl import available
+from harness.impl import FIXTURES, available
 
 pytestmark = pytest.mark.skipif(available("redis-7.0") is None, reason="redis-7.0 is not installed")
 
@@ -80,6 +81,37 @@ def test_summary_metrics_junit_and_logs(pytester: pytest.Pytester) -> None:
     props = {p.get("name"): p.get("value") for p in junit.iter("property")}
     assert props.get("metric:answer") == "42"
     result.stdout.fnmatch_lines(["*redis-cluster-harness: redis 7.0.15*seed 7*"])
+
+
+KNOWN_ISSUE = """
+def test_hits_the_bug(cluster):
+    cluster.nodes[0].call("DEBUG", "LOG", "demo bug hit here")
+    assert False, "node spinning"
+
+def test_same_failure_without_the_log_line(cluster):
+    assert False, "node spinning"
+"""
+
+
+def test_known_server_issue_is_xfailed_only_with_its_log_line(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fixtures = pytester.path / "fixtures"
+    shutil.copytree(FIXTURES, fixtures)
+    toml = fixtures / "implementations.toml"
+    header = '[profiles."redis-7.0"]\n'
+    issue = 'known_issues = [{ ref = "demo#1", text = "node spinning", log = "demo bug hit" }]\n'
+    assert header in toml.read_text()
+    toml.write_text(toml.read_text().replace(header, header + issue, 1))
+    monkeypatch.setenv("HARNESS_FIXTURES", str(fixtures))
+    pytester.makepyfile(test_known=KNOWN_ISSUE)
+    report = pytester.path / "out"
+    result = pytester.runpytest_subprocess("--impl", "redis-7.0", "--report-dir", str(report))
+    result.assert_outcomes(failed=1, xfailed=1)
+    tests = json.loads((report / "summary.json").read_text())["tests"]
+    outcome = {t["nodeid"].split("::")[1]: (t["outcome"], t["message"]) for t in tests}
+    assert outcome["test_hits_the_bug"] == ("xfailed", "known server issue demo#1")
+    assert outcome["test_same_failure_without_the_log_line"][0] == "failed"
 
 
 def test_same_seed_same_draws(pytester: pytest.Pytester) -> None:
