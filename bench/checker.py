@@ -32,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from harness.consistency import SetResult, Unavailable, availability, check_register, check_set
-from harness.history import FaultEvent, History, Op, Outcome
+from harness.checkers import SetResult, Unavailable, availability, check_register, check_set
+from harness.history import Event, History, Op, Outcome
 
 T = TypeVar("T")
 
@@ -76,15 +76,15 @@ def set_history(ops: int, seed: int, keys: int = 240) -> tuple[History, Planted]
     part = (t0 + span // 2, t0 + span // 2 + 1000 * u, t0 + span // 2 + 1500 * u)
     pause_at, resume_at = t0 + 4 * span // 5, t0 + 4 * span // 5 + 800 * u
     events = [
-        FaultEvent(kill[0], "kill", "m0"),
-        FaultEvent(kill[0] + 900 * u, "fail-flag", "m0"),
-        FaultEvent(kill[1], "promoted", "r0"),
-        FaultEvent(kill[2], "start", "m0"),
-        FaultEvent(part[0], "partition", "cluster", "isolate m1"),
-        FaultEvent(part[1], "promoted", "r1"),
-        FaultEvent(part[2], "heal", "cluster"),
-        FaultEvent(pause_at, "pause", "m2"),
-        FaultEvent(resume_at, "resume", "m2"),
+        Event(kill[0], "kill", "m0"),
+        Event(kill[0] + 900 * u, "fail-flag", "m0"),
+        Event(kill[1], "promoted", "r0"),
+        Event(kill[2], "start", "m0"),
+        Event(part[0], "partition", "cluster", "isolate m1"),
+        Event(part[1], "promoted", "r1"),
+        Event(part[2], "heal", "cluster"),
+        Event(pause_at, "pause", "m2"),
+        Event(resume_at, "resume", "m2"),
     ]
     out: list[Op] = []
     final: dict[str, set[int]] = {k: set() for k, _ in ks}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,10 +24,10 @@ from harness.backends import Backend, Node, NodeConfig, get_backend
 from harness.backends.base import PERSISTENCE, Persistence
 from harness.checkers import Verdict, healthy
 from harness.crc16 import SLOTS, key_for_slot
-from harness.errors import HarnessError, NotSupportedError, UsageError
+from harness.errors import HarnessError, UsageError
 from harness.faults import Faults
+from harness.history import Event
 from harness.impl import Implementation
-from harness.ports import PortLease
 from harness.topology import (
     NodeEntry,
     NodeView,
@@ -95,17 +94,6 @@ def slot_ranges(masters: int) -> list[tuple[int, int]]:
 
 
 @dataclass
-class Event:
-    """A fault or lifecycle step, on the same monotonic clock as client operations."""
-
-    t_ns: int
-    action: str
-    node: str
-    detail: str = ""
-    wall_ns: int = 0  # the same instant on the wall clock, to compare with server logs
-
-
-@dataclass
 class Cluster:
     """Nodes formed into a cluster. Create through :meth:`start` (or the pytest fixtures)."""
 
@@ -116,7 +104,10 @@ class Cluster:
     events: list[Event] = field(default_factory=list)
     bringup_ms: float = 0.0
     _clients: list[RedisCluster] = field(default_factory=list)
-    _proxy_lease: PortLease = field(default_factory=PortLease)
+    faults: Faults = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.faults = Faults(self)
 
     # -- lifecycle -----------------------------------------------------------------
     @classmethod
@@ -138,7 +129,7 @@ class Cluster:
             nodes = be.create_nodes(impl, spec.node_config(), spec.size, ports)
             cluster = cls(spec, impl, be, nodes)
             if spec.proxied:
-                cluster._put_behind_proxies()
+                cluster.faults.wire()
             cluster.form()
             cluster.wait_ready(spec.ready_timeout_s)
         except BaseException:
@@ -156,12 +147,7 @@ class Cluster:
             with contextlib.suppress(Exception):  # teardown must go on
                 c.close()
         self._clients.clear()
-        for n in self.nodes:
-            for proxy in n.proxies or ():
-                with contextlib.suppress(HarnessError):
-                    proxy.delete()
-            n.proxies = None
-        self._proxy_lease.release()
+        self.faults.close()
         self.backend.close()
 
     def __enter__(self) -> Cluster:
@@ -170,44 +156,17 @@ class Cluster:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def faults(self) -> Faults:
-        """Faults on this cluster's nodes (recorded on :attr:`events`)."""
-        return Faults(self)
-
     def record(self, action: str, node: str, detail: str = "") -> Event:
+        """Put a step on the timeline (faults record themselves; suites mark what they
+        observed: ``promoted``, ``fail-flag``...), and into every live node's log with
+        ``DEBUG LOG``, so a server log reads next to the timeline."""
         ev = Event(time.monotonic_ns(), action, node, detail, time.time_ns())
         self.events.append(ev)
+        line = f"harness: {action} {node} {detail}".rstrip()
+        for n in self.live_nodes():
+            with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                n.call("DEBUG", "LOG", line, timeout=0.5)
         return ev
-
-    # -- proxies ---------------------------------------------------------------------
-    def _put_behind_proxies(self) -> None:
-        """One proxy for each node's client port and one for its bus port, on ports P and
-        P+10000 (so MEET without a bus port works on every version); each node announces
-        its proxies, so CLUSTER SLOTS/SHARDS, MOVED and ASK all point through them."""
-        from harness.toxiproxy.client import connect
-
-        if not self.impl.has("runtime_announce"):
-            raise NotSupportedError(
-                f"{self.impl.name} lacks runtime_announce: it would keep announcing its own "
-                "address, so clients could bypass the proxies"
-            )
-        server = connect()
-        host = self.backend.proxy_host()
-        ports = self._proxy_lease.claim(len(self.nodes))
-        tag = os.urandom(3).hex()
-        for n, p in zip(self.nodes, ports, strict=True):
-            client = server.create(
-                f"rch-{tag}-{n.name}-client", f"{host}:{p}", f"{n.host}:{n.port}"
-            )
-            bus = server.create(
-                f"rch-{tag}-{n.name}-bus", f"{host}:{p + 10000}", f"{n.host}:{n.port + 10000}"
-            )
-            n.proxies = (client, bus)
-            n.announce = (host, p)
-            n.call("CONFIG", "SET", "cluster-announce-ip", host)
-            n.call("CONFIG", "SET", "cluster-announce-port", p)
-            n.call("CONFIG", "SET", "cluster-announce-bus-port", p + 10000)
 
     # -- formation -----------------------------------------------------------------
     @property
@@ -261,7 +220,8 @@ class Cluster:
     def live_nodes(self) -> list[Node]:
         """Nodes the harness believes are serving and reachable (not killed, stopped,
         paused or isolated)."""
-        return [n for n in self.nodes if n.state == "running" and not n.isolated]
+        cut = self.faults.isolated_nodes
+        return [n for n in self.nodes if n.state == "running" and n not in cut]
 
     def view(self, node: Node, with_shards: bool = True) -> NodeView:
         with node.client(timeout=2.0) as c:
@@ -278,8 +238,9 @@ class Cluster:
         views = []
         unreachable: dict[str, str] = {}
         for n in nodes if nodes is not None else self.nodes:
-            if n.state != "running" or n.isolated:
-                unreachable[n.addr] = "isolated" if n.isolated else n.state
+            cut = n in self.faults.isolated_nodes
+            if n.state != "running" or cut:
+                unreachable[n.addr] = "isolated" if cut else n.state
                 continue
             try:
                 views.append(self.view(n, with_shards))

@@ -5,13 +5,12 @@ An operation's outcome is ``ok`` (it happened), ``fail`` (it definitely did not:
 CLUSTERDOWN, CROSSSLOT, TRYAGAIN and other error replies) or ``info`` (unknown: a
 timeout or a dropped connection, the write may or may not have been applied). Checkers
 never treat ``info`` as ``fail``. Histories are written as JSON lines, one op per line,
-with fault events interleaved by time, into the run's report directory.
+with the events of the one timeline interleaved by time, into the run's report directory.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -56,55 +55,26 @@ class Op:
 
 
 @dataclass(slots=True)
-class FaultEvent:
-    """A fault or lifecycle step: ``action`` such as kill, start, pause, resume, isolate,
-    rejoin, partition, heal, promoted, fail-flag."""
+class Event:
+    """A fault or lifecycle step on the same monotonic clock as the ops (``t_ns``), and
+    the same instant on the wall clock (``wall_ns``) to line it up with server logs.
+    ``action`` names a fault kind (:mod:`harness.faults.kinds`) or a mark such as
+    ``promoted``, ``fail-flag`` or ``ready``; ``node`` is an address or ``cluster``."""
 
     t_ns: int
     action: str
     node: str
     detail: str = ""
+    wall_ns: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "event", **asdict(self)}
 
 
-#: actions that begin a fault window, and those that end one
-INJECT = frozenset(
-    {
-        "kill",
-        "pause",
-        "stop",
-        "isolate",
-        "partition",
-        "drop",
-        "cut-proxies",
-        "latency",
-        "bandwidth",
-        "reset-connections",
-        "slow-close",
-        "crash-restart",
-    }
-)
-HEAL = frozenset(
-    {
-        "start",
-        "resume",
-        "rejoin",
-        "heal",
-        "cut-proxies-healed",
-        "latency-healed",
-        "bandwidth-healed",
-        "reset-connections-healed",
-        "slow-close-healed",
-    }
-)
-
-
 @dataclass
 class History:
     ops: list[Op] = field(default_factory=list)
-    events: list[FaultEvent] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
     def write_jsonl(self, path: Path) -> Path:
         """Ops and events interleaved by time (ops by invocation)."""
@@ -128,11 +98,8 @@ class History:
             if kind == "op":
                 h.ops.append(Op(**obj))
             elif kind == "event":
-                h.events.append(FaultEvent(**obj))
+                h.events.append(Event(**obj))
         return h
-
-    def by_kind(self, *kinds: str) -> Iterator[Op]:
-        return (o for o in self.ops if o.kind in kinds)
 
 
 def classify_error(exc: BaseException) -> tuple[Outcome, str]:
@@ -154,8 +121,3 @@ def classify_error(exc: BaseException) -> tuple[Outcome, str]:
     ):
         return "fail", text
     return "info", text
-
-
-def from_events(events: Iterable[Any]) -> list[FaultEvent]:
-    """Convert the cluster's :class:`~harness.cluster.Event` timeline."""
-    return [FaultEvent(e.t_ns, e.action, e.node, e.detail) for e in events]

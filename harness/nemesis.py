@@ -3,7 +3,8 @@
 A schedule is data (a list of :class:`Step`), generated from a seed before anything runs:
 the same seed gives the same schedule, which is printed and stored with the report so a
 failing run can be replayed. :func:`execute` applies it to a cluster: inject, hold for the
-step's duration, heal, then wait until the cluster is ready again before the next step.
+step's duration, heal, then wait until the cluster is ready again before the next step;
+:class:`~harness.scenario.Scenario` runs it under a recorded workload.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.errors import UsageError
+from harness.errors import HarnessError, UsageError
 
 if TYPE_CHECKING:
+    from harness.backends.base import Node
     from harness.cluster import Cluster
 
 FAULTS = ("kill", "pause", "restart", "partition", "latency")
@@ -80,30 +82,56 @@ def save(steps: Sequence[Step], path: Path, seed: int) -> Path:
     return path
 
 
+Hold = Callable[["Step", "Node"], None]
+
+
 def execute(
-    cluster: Cluster, steps: Sequence[Step], rng: random.Random, ready_timeout: float = 60
+    cluster: Cluster,
+    steps: Sequence[Step],
+    rng: random.Random,
+    ready_timeout: float = 60,
+    hold: Hold | None = None,
 ) -> None:
-    """Apply ``steps`` in order. Holding a fault is waiting for time to pass by design (the
-    schedule says how long); recovery is polled (:meth:`Cluster.wait_ready`)."""
+    """Apply ``steps`` in order: wait, inject, hold, heal, then wait until the cluster is
+    ready again. A step aimed at "a current master" picks one that has a replica when
+    there is any (so a kill leads to a failover). Holding is waiting for the step's
+    duration by design (the schedule says how long); ``hold(step, node)``, when given,
+    runs after that while the fault is still in place (e.g. to wait for the failover it
+    causes). Recovery is polled (:meth:`Cluster.wait_ready`)."""
     pause = threading.Event()  # never set: Event.wait is an interruptible timed wait
+
+    def held(step: Step, node: Node) -> None:
+        pause.wait(step.hold_s)
+        if hold is not None:
+            hold(step, node)
+
     for step in steps:
         pause.wait(step.wait_before_s)
-        node = cluster.nodes[step.target] if step.target >= 0 else rng.choice(cluster.masters())
+        node = cluster.nodes[step.target] if step.target >= 0 else _a_master(cluster, rng)
         cluster.record("nemesis", node.addr, step.describe())
         faults = cluster.faults
         if step.fault == "kill":
             faults.kill(node)
-            pause.wait(step.hold_s)
+            held(step, node)
             faults.start(node)
         elif step.fault == "pause":
             with faults.paused(node):
-                pause.wait(step.hold_s)
+                held(step, node)
         elif step.fault == "restart":
             faults.crash_restart(node)
+            held(step, node)
         elif step.fault == "partition":
             with faults.partitioned("isolate", node=node):
-                pause.wait(step.hold_s)
+                held(step, node)
         elif step.fault == "latency":
             with faults.latency(node, int(step.detail.split()[0])):
-                pause.wait(step.hold_s)
+                held(step, node)
         cluster.wait_ready(ready_timeout)
+
+
+def _a_master(cluster: Cluster, rng: random.Random) -> Node:
+    masters = cluster.masters()
+    covered = [m for m in masters if cluster.replicas_of(m)]
+    if not masters:
+        raise HarnessError(f"no master to aim at:\n{cluster.snapshot().describe()}")
+    return rng.choice(covered or masters)

@@ -37,7 +37,7 @@ from redis.backoff import NoBackoff
 from harness import rawclient
 from harness.crc16 import SLOTS, key_for_slot, key_slot
 from harness.errors import HarnessError, UsageError
-from harness.history import History, Op, classify_error, from_events
+from harness.history import History, Op, classify_error
 from harness.loops import LoopKind, loop_factory
 from harness.wait import Hopeless, wait_for
 
@@ -278,7 +278,7 @@ class Workload:
         """After healing: read every key (retrying until each read succeeds), record the
         reads, attach the cluster's fault timeline, and return the history."""
         if self.spec.kind == "register":
-            self.history.events = from_events(self.cluster.events)
+            self.history.events = list(self.cluster.events)
             return self.history
         client = self.cluster.client(socket_timeout=2.0)
         for key in self.keys:
@@ -304,5 +304,5 @@ class Workload:
                     "ok",
                 )
             )
-        self.history.events = from_events(self.cluster.events)
+        self.history.events = list(self.cluster.events)
         return self.history

@@ -7,13 +7,12 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from harness.errors import NotSupportedError
 from harness.impl import Implementation
 from harness.runs import Run
 
@@ -88,11 +87,8 @@ class Node(abc.ABC):
     state: Literal["new", "running", "paused", "stopped"] = "new"
     node_id: str | None = None
     backend_name: str = "?"
-    isolated: bool = False  # cut off from the cluster network by a fault
     #: (host, port) the node announces when its traffic goes through proxies
     announce: tuple[str, int] | None = None
-    #: its client-port and bus-port proxies (``harness.toxiproxy.client.Proxy``)
-    proxies: tuple[Any, Any] | None = None
 
     @property
     def public_host(self) -> str:
@@ -177,23 +173,6 @@ class Node(abc.ABC):
         pid = self.host_pid()
         return "no running process" if pid is None else describe_pid(pid)
 
-    # -- network faults: backends that can cut links override these -----------------
-    def isolate(self) -> None:
-        """Cut the node off from every peer and client (it keeps running)."""
-        raise NotSupportedError(f"the {self.backend_name} backend cannot isolate nodes yet")
-
-    def rejoin(self) -> None:
-        """Undo :meth:`isolate`."""
-        raise NotSupportedError(f"the {self.backend_name} backend cannot isolate nodes yet")
-
-    def drop_from(self, peers: Sequence[Node]) -> None:
-        """Drop every packet that arrives at this node from ``peers``."""
-        raise NotSupportedError(f"the {self.backend_name} backend cannot drop packets yet")
-
-    def heal_drops(self) -> None:
-        """Remove every drop rule :meth:`drop_from` installed."""
-        raise NotSupportedError(f"the {self.backend_name} backend cannot drop packets yet")
-
     @property
     @abc.abstractmethod
     def description(self) -> str:
@@ -223,6 +202,25 @@ def start_all(nodes: Sequence[Node], timeout: float) -> list[Node]:
     for n in nodes:
         n.wait_answering(timeout)
     return list(nodes)
+
+
+@runtime_checkable
+class CutsLinks(Protocol):
+    """A backend that can cut network links between its nodes (containers; a local
+    cluster in its own namespace). Primitives only: which links are cut is the faults
+    layer's state (:mod:`harness.faults.network`)."""
+
+    def cut_off(self, node: Node) -> None:
+        """Cut the node off from every peer and client (it keeps running)."""
+
+    def reconnect(self, node: Node) -> None:
+        """Undo :meth:`cut_off`."""
+
+    def block(self, target: Node, source: Node) -> None:
+        """Drop every packet that arrives at ``target`` from ``source``."""
+
+    def unblock(self, target: Node, source: Node) -> None:
+        """Undo :meth:`block` (a no-op when the rule is gone with a restarted node)."""
 
 
 class Backend(abc.ABC):

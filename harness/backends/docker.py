@@ -28,7 +28,7 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +85,6 @@ class DockerNode(Node):
         )
         self.container: Any = None  # docker.models.containers.Container
         self.state = "new"
-        self.isolated = False
-        self.dropped_from: set[str] = set()  # peer addresses whose packets this node drops
 
     @property
     def description(self) -> str:
@@ -229,46 +227,6 @@ class DockerNode(Node):
             return data[-max_bytes:].decode(errors="replace")
         return ""
 
-    # -- network faults (docker only until the local backend has namespaces) -----------
-    def isolate(self) -> None:
-        """Disconnect the node from its cluster network: no peer and no client reaches it."""
-        net = self.backend.network
-        self._docker("disconnect", net.disconnect, self.container, force=True)
-        self.isolated = True
-
-    def rejoin(self) -> None:
-        """Reconnect with the same address (peers know the node by it)."""
-        net = self.backend.network
-        self._docker("reconnect", net.connect, self.container, ipv4_address=self.host)
-        self.isolated = False
-
-    def drop_from(self, peers: Sequence[Node]) -> None:
-        for peer in peers:
-            if peer.host in self.dropped_from or peer is self:
-                continue
-            self.iptables(
-                "-I", "INPUT", "-s", peer.host, "-j", "DROP", "-m", "comment", "--comment", RULE_TAG
-            )
-            self.dropped_from.add(peer.host)
-
-    def heal_drops(self) -> None:
-        for host in sorted(self.dropped_from):
-            if self.state != "stopped":  # a restarted container has a fresh namespace: no rule
-                self.iptables(
-                    "-D",
-                    "INPUT",
-                    "-s",
-                    host,
-                    "-j",
-                    "DROP",
-                    "-m",
-                    "comment",
-                    "--comment",
-                    RULE_TAG,
-                    check=False,
-                )
-            self.dropped_from.discard(host)
-
     def netns_pid(self) -> int:
         self.container.reload()
         pid = int(self.container.attrs["State"].get("Pid") or 0)
@@ -368,6 +326,34 @@ class DockerBackend(Backend):
         nodes = [DockerNode(self, impl, cfg, i, str(hosts[i]), base) for i in range(count)]
         self.nodes.extend(nodes)
         return start_all(nodes, timeout=30)
+
+    # -- cutting links (harness.backends.base.CutsLinks) ------------------------------
+    def cut_off(self, node: Node) -> None:
+        """Disconnect the node from its cluster network: no peer and no client reaches it."""
+        n = self._own(node)
+        n._docker("disconnect", self.network.disconnect, n.container, force=True)
+
+    def reconnect(self, node: Node) -> None:
+        """Reconnect with the same address (peers know the node by it)."""
+        n = self._own(node)
+        n._docker("reconnect", self.network.connect, n.container, ipv4_address=n.host)
+
+    def block(self, target: Node, source: Node) -> None:
+        self._own(target).iptables(*self._drop_rule("-I", source))
+
+    def unblock(self, target: Node, source: Node) -> None:
+        n = self._own(target)
+        if n.state != "stopped":  # a restarted container has a fresh namespace: no rule
+            n.iptables(*self._drop_rule("-D", source), check=False)
+
+    @staticmethod
+    def _drop_rule(op: str, source: Node) -> tuple[str, ...]:
+        return (op, "INPUT", "-s", source.host, "-j", "DROP", "-m", "comment", "--comment", RULE_TAG)
+
+    def _own(self, node: Node) -> DockerNode:
+        if not isinstance(node, DockerNode) or node.backend is not self:
+            raise HarnessError(f"{node!r} is not a node of this docker backend")
+        return node
 
     def close(self) -> None:
         remove_resources(self.client, {LABEL_RUN: self.run.id, LABEL_CLUSTER: self.cluster_id})

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -60,8 +59,6 @@ class LocalNode(Node):
         self.conf_path.write_text(config)
         self.proc: subprocess.Popen[bytes] | None = None
         self.state = "new"
-        self.dropped_from: set[str] = set()
-        self.isolated = False
 
     @property
     def description(self) -> str:
@@ -172,43 +169,6 @@ class LocalNode(Node):
             self.proc.wait(timeout)
         self._reap()
 
-    # -- network faults: iptables in the cluster's namespace ---------------------------
-    def _ns(self) -> Namespace:
-        if self.ns is None:
-            raise NotSupportedError(
-                "this local cluster has no namespace; create it with network_faults=True "
-                "(or mark the test @pytest.mark.requires('network_faults'))"
-            )
-        return self.ns
-
-    def _rule(self, op: str, chain: str, *match: str, check: bool = True) -> None:
-        self._ns().iptables(
-            op, chain, *match, "-j", "DROP", "-m", "comment", "--comment", RULE_TAG, check=check
-        )
-
-    def drop_from(self, peers: Sequence[Node]) -> None:
-        for peer in peers:
-            if peer is self or peer.host in self.dropped_from:
-                continue
-            self._rule("-I", "INPUT", "-s", peer.host, "-d", self.host)
-            self.dropped_from.add(peer.host)
-
-    def heal_drops(self) -> None:
-        for host in sorted(self.dropped_from):
-            self._rule("-D", "INPUT", "-s", host, "-d", self.host, check=False)
-            self.dropped_from.discard(host)
-
-    def isolate(self) -> None:
-        self._ns()
-        for chain, match in (("INPUT", "-d"), ("INPUT", "-s"), ("OUTPUT", "-s")):
-            self._rule("-I", chain, match, self.host)
-        self.isolated = True
-
-    def rejoin(self) -> None:
-        for chain, match in (("INPUT", "-d"), ("INPUT", "-s"), ("OUTPUT", "-s")):
-            self._rule("-D", chain, match, self.host, check=False)
-        self.isolated = False
-
     def log_text(self, max_bytes: int = 20000) -> str:
         try:
             with self.log_path.open("rb") as f:
@@ -231,6 +191,13 @@ class LocalBackend(Backend):
         self.nodes: list[LocalNode] = []
         self.network_faults = network_faults
         self.ns: Namespace | None = None
+
+    def __new__(cls, run: Run | None = None, *, network_faults: bool = False) -> LocalBackend:
+        # A cluster whose links can be cut lives in a namespace: another class, so the
+        # ability is a type (harness.backends.base.CutsLinks), not a flag to probe.
+        if cls is LocalBackend and network_faults:
+            cls = NamespacedBackend
+        return super().__new__(cls)
 
     def proxy_host(self) -> str:
         return self.ns.host_addr if self.ns is not None else "127.0.0.1"
@@ -279,3 +246,28 @@ class LocalBackend(Backend):
         if self.ns is not None:
             self.ns.close()
             self.ns = None
+
+
+class NamespacedBackend(LocalBackend):
+    """Local nodes in a network namespace of their own, one address each, so links
+    between them can be cut with iptables rules inside it (never the host's)."""
+
+    def _rule(self, op: str, chain: str, *match: str, check: bool = True) -> None:
+        assert self.ns is not None, "nodes are created before faults are injected"
+        self.ns.iptables(
+            op, chain, *match, "-j", "DROP", "-m", "comment", "--comment", RULE_TAG, check=check
+        )
+
+    def block(self, target: Node, source: Node) -> None:
+        self._rule("-I", "INPUT", "-s", source.host, "-d", target.host)
+
+    def unblock(self, target: Node, source: Node) -> None:
+        self._rule("-D", "INPUT", "-s", source.host, "-d", target.host, check=False)
+
+    def cut_off(self, node: Node) -> None:
+        for chain, match in (("INPUT", "-d"), ("INPUT", "-s"), ("OUTPUT", "-s")):
+            self._rule("-I", chain, match, node.host)
+
+    def reconnect(self, node: Node) -> None:
+        for chain, match in (("INPUT", "-d"), ("INPUT", "-s"), ("OUTPUT", "-s")):
+            self._rule("-D", chain, match, node.host, check=False)

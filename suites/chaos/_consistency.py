@@ -1,21 +1,19 @@
-"""Shared steps of the consistency suites: run the checkers on a history, store it, and
-record the numbers (lost_acked_writes, unknown_writes, unavailable_ms, phases)."""
+"""Shared steps of the chaos suites under load: which checkers judge, and watching a
+failover happen (recorded on the timeline as ``fail-flag`` and ``promoted``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
-from harness import Cluster, consistency
+from harness import Cluster, checkers, key_for_slot
+from harness.backends import Node
+from harness.checkers import Checker
 from harness.cluster import slot_ranges
-from harness.history import FaultEvent, History
-from harness.plugin import Metrics
-
-#: Replication is asynchronous: a write acknowledged this shortly before a master dies
-#: may not have reached its replica. Such losses count as inside the fault window.
-REPLICATION_GRACE_NS = 50_000_000
+from harness.wait import wait_for
 
 
-def shard_of(cluster: Cluster):  # type: ignore[no-untyped-def]
+def shard_of(cluster: Cluster) -> Callable[[int], str]:
+    """Slot -> the name of the shard that owned it at formation."""
     bounds = slot_ranges(cluster.spec.masters)
 
     def shard(slot: int) -> str:
@@ -27,33 +25,36 @@ def shard_of(cluster: Cluster):  # type: ignore[no-untyped-def]
     return shard
 
 
-def with_grace(history: History) -> History:
-    """The history with every kill/pause/isolate/partition window opened earlier by the
-    replication grace."""
-    extra = [
-        FaultEvent(e.t_ns - REPLICATION_GRACE_NS, e.action, e.node, "replication grace")
-        for e in history.events
-        if e.action in ("kill", "pause", "isolate", "partition", "stop")
+def standard_checkers(
+    cluster: Cluster, *, grace: bool = True, allow_in_window: bool = True
+) -> list[Checker]:
+    """The set checker (Redis Cluster's contract: nothing acknowledged outside a fault
+    window is lost; with ``allow_in_window=False``, nothing at all) and availability."""
+    grace_ms = checkers.REPLICATION_GRACE_MS if grace else 0.0
+    return [
+        checkers.SetChecker(grace_ms=grace_ms, allow_in_window=allow_in_window),
+        checkers.AvailabilityChecker(shard_of(cluster)),
     ]
-    return History(history.ops, sorted([*history.events, *extra], key=lambda e: e.t_ns))
 
 
-def check_and_record(
-    cluster: Cluster, history: History, metrics: Metrics, artifacts: Path, grace: bool = True
-) -> consistency.SetResult:
-    history.write_jsonl(artifacts / "history.jsonl")
-    checked = with_grace(history) if grace else history
-    result = consistency.check_set(checked)
-    unavailable = consistency.availability(history, shard_of(cluster))
-    for name, value in consistency.summarise(result, unavailable=unavailable).items():
-        metrics.record(name, value)
-    (artifacts / "verdict.txt").write_text(result.describe() + "\n")
-    return result
+def slots_of(cluster: Cluster, master: Node) -> frozenset[int]:
+    me = cluster.view(master, with_shards=False).myself
+    assert me is not None
+    return frozenset(s for lo, hi in me.slots for s in range(lo, hi + 1))
 
 
-def no_loss_outside_windows(result: consistency.SetResult) -> None:
-    before, after = result.lost["before-faults"].count, result.lost["after-heal"].count
-    assert before == 0 and after == 0, (
-        "acknowledged writes lost outside any fault window:\n" + result.describe()
+def watch_failover(cluster: Cluster, master: Node, replica: Node, slot: int) -> None:
+    """Record when peers flag the master failed and when the replica serves its slots."""
+    bound = cluster.spec.failover_bound_ms() / 1000
+    key = key_for_slot(slot, prefix="probe:")
+    wait_for(
+        lambda: cluster.probe_flagged_failed(master),
+        bound,
+        f"{master.addr} flagged failed",
+        interval=0.01,
     )
-    assert result.unexpected_count == 0 and result.failed_present_count == 0, result.describe()
+    cluster.record("fail-flag", master.addr)
+    wait_for(
+        lambda: cluster.probe_write(replica, key), bound, f"{replica.addr} promoted", interval=0.01
+    )
+    cluster.record("promoted", replica.addr)

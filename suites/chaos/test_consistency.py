@@ -1,9 +1,10 @@
 """Chaos under load: recorded client histories judged by the consistency checkers.
 
-The contract asserted (Redis Cluster's, not an ideal one): nothing acknowledged outside a
-fault window is ever lost; losses inside a window (asynchronous replication, a cut-off
-master acknowledging writes nobody will keep) are measured and reported; a fault-free run
-and a manual (coordinated) CLUSTER FAILOVER lose nothing at all.
+The contract asserted is Redis Cluster's, not an ideal one (Redis Cluster
+specification, "Write safety"): the cluster MUST NOT lose a write acknowledged outside
+any fault window; losses inside a window (asynchronous replication, a cut-off master
+acknowledging writes nobody will keep) are allowed, measured and reported; a fault-free
+run and a manual (coordinated) ``CLUSTER FAILOVER`` MUST lose nothing at all.
 """
 
 from __future__ import annotations
@@ -14,59 +15,36 @@ from pathlib import Path
 
 import pytest
 
-from harness import Cluster, consistency, key_for_slot, nemesis
+from harness import Cluster, nemesis
 from harness.backends import Node
+from harness.checkers import CounterChecker, FailoverChecker, RegisterChecker, SetChecker
+from harness.nemesis import Step
 from harness.plugin import Metrics, WorkloadFactory
+from harness.scenario import Scenario, steps
 from harness.wait import wait_for
 
-from ._consistency import check_and_record, no_loss_outside_windows
+from ._consistency import slots_of, standard_checkers, watch_failover
 
 NT_FAST = 1000  # node timeout for the fault suites: failovers in about a second
-
-
-def _slots_of(cluster: Cluster, master: Node) -> frozenset[int]:
-    me = cluster.view(master, with_shards=False).myself
-    assert me is not None
-    return frozenset(s for lo, hi in me.slots for s in range(lo, hi + 1))
-
-
-def _watch_failover(cluster: Cluster, master: Node, replica: Node, slot: int) -> None:
-    """Record when peers flag the master failed and when the replica serves its slots."""
-    bound = cluster.spec.failover_bound_ms() / 1000
-    key = key_for_slot(slot, prefix="probe:")
-    wait_for(
-        lambda: cluster.probe_flagged_failed(master),
-        bound,
-        f"{master.addr} flagged failed",
-        interval=0.01,
-    )
-    cluster.record("fail-flag", master.addr)
-    wait_for(
-        lambda: cluster.probe_write(replica, key), bound, f"{replica.addr} promoted", interval=0.01
-    )
-    cluster.record("promoted", replica.addr)
 
 
 @pytest.mark.parametrize("kind", ["set", "register", "counter"])
 def test_fault_free_run_loses_nothing(
     cluster: Cluster, metrics: Metrics, artifacts: Path, workload: WorkloadFactory, kind: str
 ) -> None:
-    wl = workload(cluster, kind=kind, clients=4, rate=800)
-    with wl.running():
-        wl.wait_ops(2000)
-    history = wl.final_read()
-    history.write_jsonl(artifacts / "history.jsonl")
-    if kind == "set":
-        result = check_and_record(cluster, history, metrics, artifacts)
-        assert result.ok and result.lost_count == 0, result.describe()
-    elif kind == "register":
-        reg = consistency.check_register(history)
-        metrics.record("stale_reads", reg.stale_count)
-        assert reg.ok, reg.describe()
-    else:
-        counter = consistency.check_counter(history)
-        metrics.record("counter_violations", len(counter.violations))
-        assert counter.ok, counter.describe()
+    """Without faults a cluster MUST lose no acknowledged write, serve no stale read and
+    keep every counter within its bounds."""
+    judge = {
+        "set": SetChecker(grace_ms=0, allow_in_window=False),
+        "register": RegisterChecker(),
+        "counter": CounterChecker(),
+    }[kind]
+    scenario = Scenario(
+        dict(kind=kind, clients=4, rate=800), lambda c: None, [judge], warmup_ops=2000, settle_ops=0
+    )
+    outcome = scenario.run(cluster, workload, artifacts)
+    outcome.record(metrics)
+    outcome.assert_valid()
 
 
 @pytest.mark.cluster(node_timeout_ms=NT_FAST)
@@ -77,52 +55,50 @@ def test_kill_master_under_load(
     rng: random.Random,
     workload: WorkloadFactory,
 ) -> None:
+    """A killed master's replica MUST take over its slots (specification, "Replica
+    election and promotion") and writes to them MUST resume; nothing acknowledged
+    outside the fault window may be lost."""
     master = rng.choice(cluster.initial_masters)
     replica = cluster.replicas_of(master)[0]
-    slots = _slots_of(cluster, master)
-    wl = workload(cluster, kind="set", clients=4, rate=600)
-    with wl.running():
-        wl.wait_ops(500)
-        kill = cluster.faults.kill(master)
-        _watch_failover(cluster, master, replica, min(slots))
-        wl.wait_ops(300)
-        cluster.faults.start(master)
-        wait_for(
-            lambda: cluster.probe_replica_of(master, replica), 30, f"{master.addr} back as replica"
-        )
-        wl.wait_ops(300)
-    history = wl.final_read()
-    result = check_and_record(cluster, history, metrics, artifacts)
-    phases = consistency.failover_phases(history, history.events, kill.t_ns, slots)
-    for name, value in phases.as_metrics().items():
-        metrics.record(name, value)
-    metrics.record("failover_ms", phases.first_ok_ms or -1)
-    no_loss_outside_windows(result)
-    assert phases.first_ok_ms is not None, "writes to the killed master's slots never resumed"
+    slots = slots_of(cluster, master)
+
+    def faults(c: Cluster) -> None:
+        c.faults.kill(master)
+        watch_failover(c, master, replica, min(slots))
+        c.faults.start(master)
+        wait_for(lambda: c.probe_replica_of(master, replica), 30, f"{master.addr} back as replica")
+
+    judges = [*standard_checkers(cluster), FailoverChecker(slots, "kill", master.addr)]
+    outcome = Scenario(dict(kind="set", clients=4, rate=600), faults, judges).run(
+        cluster, workload, artifacts
+    )
+    outcome.record(metrics)
+    outcome.assert_valid()
 
 
 @pytest.mark.cluster(node_timeout_ms=NT_FAST)
 def test_pause_master_past_node_timeout(
     cluster: Cluster, metrics: Metrics, artifacts: Path, workload: WorkloadFactory
 ) -> None:
-    """The paused master must come back as a replica; whatever it acknowledged after
-    being replaced is lost and counted (inside the window), nothing else."""
+    """A master paused past the node timeout is replaced and MUST come back as a replica
+    when resumed; whatever it acknowledged after being replaced is lost and counted
+    (inside the window), nothing else."""
     master = cluster.initial_masters[1]
     replica = cluster.replicas_of(master)[0]
-    wl = workload(cluster, kind="set", clients=4, rate=600)
     slot = cluster.first_slot(master)
-    with wl.running():
-        wl.wait_ops(500)
-        with cluster.faults.paused(master):
-            _watch_failover(cluster, master, replica, slot)
+
+    def faults(c: Cluster) -> None:
+        with c.faults.paused(master):
+            watch_failover(c, master, replica, slot)
         wait_for(
-            lambda: cluster.probe_replica_of(master, replica),
-            30,
-            f"{master.addr} demoted on resume",
+            lambda: c.probe_replica_of(master, replica), 30, f"{master.addr} demoted on resume"
         )
-        wl.wait_ops(300)
-    result = check_and_record(cluster, wl.final_read(), metrics, artifacts)
-    no_loss_outside_windows(result)
+
+    outcome = Scenario(
+        dict(kind="set", clients=4, rate=600), faults, standard_checkers(cluster)
+    ).run(cluster, workload, artifacts)
+    outcome.record(metrics)
+    outcome.assert_valid()
 
 
 @pytest.mark.cluster(masters=5, replicas=1, node_timeout_ms=NT_FAST)
@@ -133,22 +109,26 @@ def test_kill_two_masters_at_once(
     rng: random.Random,
     workload: WorkloadFactory,
 ) -> None:
+    """Two masters killed together: both replicas MUST be elected (the remaining
+    majority of masters votes for each) and nothing outside the window is lost."""
     victims = rng.sample(cluster.initial_masters, 2)
     heirs = [cluster.replicas_of(m)[0] for m in victims]
-    slots = [cluster.first_slot(m) for m in victims]
-    wl = workload(cluster, kind="set", clients=4, rate=600, keys=40)
-    with wl.running():
-        wl.wait_ops(500)
+    first = [cluster.first_slot(m) for m in victims]
+
+    def faults(c: Cluster) -> None:
         for m in victims:
-            cluster.faults.kill(m)
-        for m, r, slot in zip(victims, heirs, slots, strict=True):
-            _watch_failover(cluster, m, r, slot)
+            c.faults.kill(m)
+        for m, r, slot in zip(victims, heirs, first, strict=True):
+            watch_failover(c, m, r, slot)
         for m in victims:
-            cluster.faults.start(m)
-        cluster.wait_ready(30)
-        wl.wait_ops(300)
-    result = check_and_record(cluster, wl.final_read(), metrics, artifacts)
-    no_loss_outside_windows(result)
+            c.faults.start(m)
+        c.wait_ready(30)
+
+    outcome = Scenario(
+        dict(kind="set", clients=4, rate=600, keys=40), faults, standard_checkers(cluster)
+    ).run(cluster, workload, artifacts)
+    outcome.record(metrics)
+    outcome.assert_valid()
 
 
 @pytest.mark.cluster(node_timeout_ms=NT_FAST)
@@ -160,35 +140,44 @@ def test_failover_loop(
     harness_seed: int,
     workload: WorkloadFactory,
 ) -> None:
-    """Ten kills in a row, each of whichever node is master of the moment: every
-    promotion gets a strictly higher config epoch, nothing is lost outside the windows."""
-    steps = nemesis.schedule(
+    """Ten kills in a row (a seeded nemesis schedule, executed and stored), each of
+    whichever master of the moment has a replica: every promotion MUST get a strictly
+    higher config epoch (specification, "Configuration handling, propagation, and
+    failovers"), and nothing is lost outside the windows."""
+    schedule = nemesis.schedule(
         harness_seed, 10, faults=("kill",), interval_s=(0.2, 0.5), hold_s=(0.1, 0.3)
     )
-    nemesis.save(steps, artifacts / "schedule.json", harness_seed)
-    epochs = []
-    wl = workload(cluster, kind="set", clients=4, rate=500)
-    with wl.running():
-        for step in steps:
-            covered = [m for m in cluster.masters() if cluster.replicas_of(m)]
-            assert covered, f"no master has a replica left:\n{cluster.snapshot().describe()}"
-            master = rng.choice(covered)
-            replica = cluster.replicas_of(master)[0]
-            slot = cluster.first_slot(master)
-            cluster.record("nemesis", master.addr, step.describe())
-            cluster.faults.kill(master)
-            _watch_failover(cluster, master, replica, slot)
-            me = cluster.view(replica, with_shards=False).myself
-            assert me is not None
-            epochs.append(me.config_epoch)
-            cluster.faults.start(master)
-            cluster.wait_ready(30)
-    metrics.record("kills", len(steps))
+    epochs: list[int] = []
+
+    def promoted(step: Step, master: Node) -> None:
+        # The master is dead: its replicas and slots as a live peer still sees them.
+        replicas = cluster.replicas_of(master)
+        assert replicas, f"{master.addr} had no replica:\n{cluster.snapshot().describe()}"
+        entry = cluster.view(cluster.live_nodes()[0], with_shards=False).by_id()[
+            master.node_id or ""
+        ]
+        watch_failover(cluster, master, replicas[0], entry.slots[0][0])
+        me = cluster.view(replicas[0], with_shards=False).myself
+        assert me is not None
+        epochs.append(me.config_epoch)
+
+    scenario = Scenario(
+        dict(kind="set", clients=4, rate=500),
+        steps(schedule, rng, hold=promoted, ready_timeout=30),
+        standard_checkers(cluster),
+        warmup_ops=0,
+        settle_ops=0,
+        schedule=schedule,
+        seed=harness_seed,
+    )
+    outcome = scenario.run(cluster, workload, artifacts)
+    metrics.record("kills", len(schedule))
+    assert len(epochs) == len(schedule), f"{len(epochs)} promotions for {len(schedule)} kills"
     assert epochs == sorted(epochs) and len(set(epochs)) == len(epochs), (
         f"epochs not increasing: {epochs}"
     )
-    result = check_and_record(cluster, wl.final_read(), metrics, artifacts)
-    no_loss_outside_windows(result)
+    outcome.record(metrics)
+    outcome.assert_valid()
 
 
 @pytest.mark.parametrize(
@@ -203,58 +192,51 @@ def test_crash_restart_master(
     loses: bool,
 ) -> None:
     """Without replicas the restarted master serves from its own disk. With AOF
-    (appendfsync always) nothing acknowledged is lost; without persistence everything it
-    held is: a known-dangerous configuration the harness must *detect*."""
+    (``appendfsync always``, persistence documentation) it MUST lose nothing
+    acknowledged; without persistence everything it held is lost: a known-dangerous
+    configuration the harness must *detect*."""
     cluster = cluster_factory(masters=3, replicas=0, persistence=persistence)  # type: ignore[operator]
     master = cluster.initial_masters[0]
-    wl = workload(cluster, kind="set", clients=4, rate=600)
-    with wl.running():
-        wl.wait_ops(800)
-        cluster.faults.crash_restart(master)
-        cluster.wait_ready(30)
-        wl.wait_ops(300)
-    result = check_and_record(cluster, wl.final_read(), metrics, artifacts, grace=False)
+
+    def faults(c: Cluster) -> None:
+        c.faults.crash_restart(master)
+        c.wait_ready(30)
+
+    judges = standard_checkers(cluster, grace=False, allow_in_window=False)
+    outcome = Scenario(dict(kind="set", clients=4, rate=600), faults, judges, warmup_ops=800).run(
+        cluster, workload, artifacts
+    )
+    outcome.record(metrics)
+    lost = outcome["set"].detail.lost_count
     if loses:
-        assert result.lost_count > 0, "a crash without persistence must lose the master's data"
+        assert lost > 0, "a crash without persistence must lose the master's data"
     else:
-        assert result.lost_count == 0, result.describe()
+        assert lost == 0, outcome.describe()
 
 
 @pytest.mark.requires("manual_failover")
 def test_manual_failover_under_load_loses_nothing(
     cluster: Cluster, metrics: Metrics, artifacts: Path, workload: WorkloadFactory
 ) -> None:
+    """A manual ``CLUSTER FAILOVER`` (no option) waits for the replica to catch up with
+    the master's replication offset before switching, so it MUST lose no acknowledged
+    write (``CLUSTER FAILOVER`` command documentation)."""
     master = cluster.initial_masters[2]
     replica = cluster.replicas_of(master)[0]
-    wl = workload(cluster, kind="set", clients=4, rate=600)
-    with wl.running():
-        wl.wait_ops(500)
+
+    def faults(c: Cluster) -> None:
         t0 = time.monotonic()
-        cluster.record("manual-failover", replica.addr)
+        c.record("manual-failover", replica.addr)
         assert replica.call("CLUSTER", "FAILOVER") == "OK"
-        wait_for(lambda: cluster.probe_replica_of(master, replica), 15, f"{master.addr} demoted")
+        wait_for(lambda: c.probe_replica_of(master, replica), 15, f"{master.addr} demoted")
         metrics.record("manual_failover_ms", (time.monotonic() - t0) * 1000)
-        wl.wait_ops(500)
-    result = check_and_record(cluster, wl.final_read(), metrics, artifacts, grace=False)
-    assert result.lost_count == 0, "a manual failover must lose nothing:\n" + result.describe()
 
-
-@pytest.mark.requires("network_faults")
-@pytest.mark.cluster(node_timeout_ms=2000)
-def test_isolated_master_under_load(
-    cluster: Cluster, metrics: Metrics, artifacts: Path, workload: WorkloadFactory
-) -> None:
-    """What the cut-off master acknowledges after the split is lost after healing: the
-    documented Redis Cluster behaviour, measured and classified here."""
-    master = cluster.initial_masters[0]
-    replica = cluster.replicas_of(master)[0]
-    wl = workload(cluster, kind="set", clients=4, rate=600)
-    slot = cluster.first_slot(master)
-    with wl.running():
-        wl.wait_ops(500)
-        with cluster.faults.partitioned("isolate", node=master):
-            _watch_failover(cluster, master, replica, slot)
-        wait_for(lambda: cluster.probe_replica_of(master, replica), 30, f"{master.addr} rejoining")
-        wl.wait_ops(300)
-    result = check_and_record(cluster, wl.final_read(), metrics, artifacts)
-    no_loss_outside_windows(result)
+    judges = standard_checkers(cluster, grace=False, allow_in_window=False)
+    outcome = Scenario(dict(kind="set", clients=4, rate=600), faults, judges, settle_ops=500).run(
+        cluster, workload, artifacts
+    )
+    outcome.record(metrics)
+    assert outcome["set"].detail.lost_count == 0, (
+        "a manual failover must lose nothing:\n" + outcome.describe()
+    )
+    outcome.assert_valid()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Cluster, ClusterSpec, consistency
+from harness import Cluster, ClusterSpec, checkers
 from harness.impl import available, from_binary
 from harness.topology import parse_info
 from harness.workload import ENGINES, Engine, Workload, WorkloadSpec
@@ -42,7 +42,7 @@ def test_checkers_catch_silently_evicted_writes(broken_binary: str, engine: Engi
         with wl.running():
             wl.wait_ops(15_000, timeout=120)
         history = wl.final_read()
-    result = consistency.check_set(history)
+    result = checkers.check_set(history)
     assert result.acknowledged > 0, "the workload must have had writes acknowledged"
     assert not result.ok and result.lost_count > 0, "evicted acknowledged writes went unnoticed"
     # No fault was injected: every loss happened "before faults", which the suites forbid.
@@ -62,5 +62,5 @@ def test_the_same_load_on_a_sound_server_loses_nothing(engine: Engine) -> None:
         with wl.running():
             wl.wait_ops(15_000, timeout=120)
         history = wl.final_read()
-    result = consistency.check_set(history)
+    result = checkers.check_set(history)
     assert result.ok and result.lost_count == 0, result.describe()

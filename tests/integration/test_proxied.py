@@ -27,7 +27,7 @@ def impl() -> Implementation:
 
 def test_moved_points_at_proxies_and_proxies_go_with_the_cluster(impl: Implementation) -> None:
     with Cluster.start(impl, ClusterSpec(masters=2, replicas=0, proxied=True)) as c:
-        names = {p.name for n in c.nodes for p in n.proxies or ()}
+        names = {p.name for pair in c.faults.proxies.values() for p in pair}
         assert len(names) == 4  # a client and a bus proxy per node
         assert names <= set(connect().proxies())
         a, b = c.nodes
@@ -42,7 +42,7 @@ import pytest
 
 @pytest.mark.cluster(masters=1, replicas=0, proxied=True)
 def test_fails(cluster):
-    assert cluster.nodes[0].proxies
+    assert cluster.faults.proxies_of(cluster.nodes[0])
     assert False, "deliberate"
 """
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from harness.checkers import (
+from harness.checkers.topology import (
     PER_VIEW,
     Verdict,
     agreement,

@@ -1,4 +1,4 @@
-"""harness.consistency: the history checkers on small hand-built histories (times in ms
+"""harness.checkers: the history checkers on small hand-built histories (times in ms
 on a made-up monotonic clock)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from harness.consistency import (
+from harness.checkers import (
     OPEN_END,
     Window,
     availability,
@@ -19,7 +19,7 @@ from harness.consistency import (
     fault_windows,
     summarise,
 )
-from harness.history import FaultEvent, History, Op, Outcome
+from harness.history import Event, History, Op, Outcome
 
 MS = 1_000_000
 T0 = 5_000 * MS  # monotonic clocks do not start at 0
@@ -55,12 +55,12 @@ class Ops:
     def final(self, key: str, value: Any, at: float = 10_000) -> Op:
         return self.op("final-read", key, value, at, at + 1)
 
-    def history(self, *events: FaultEvent) -> History:
+    def history(self, *events: Event) -> History:
         return History(list(self.ops), list(events))
 
 
-def ev(ms: float, action: str, node: str = "n1") -> FaultEvent:
-    return FaultEvent(ns(ms), action, node)
+def ev(ms: float, action: str, node: str = "n1") -> Event:
+    return Event(ns(ms), action, node)
 
 
 # -- fault windows --------------------------------------------------------------------
