@@ -348,7 +348,18 @@ class DockerBackend(Backend):
 
     @staticmethod
     def _drop_rule(op: str, source: Node) -> tuple[str, ...]:
-        return (op, "INPUT", "-s", source.host, "-j", "DROP", "-m", "comment", "--comment", RULE_TAG)
+        return (
+            op,
+            "INPUT",
+            "-s",
+            source.host,
+            "-j",
+            "DROP",
+            "-m",
+            "comment",
+            "--comment",
+            RULE_TAG,
+        )
 
     def _own(self, node: Node) -> DockerNode:
         if not isinstance(node, DockerNode) or node.backend is not self:

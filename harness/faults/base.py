@@ -55,7 +55,9 @@ class FaultGroup:
     def __init__(self, target: Target) -> None:
         self.target = target
 
-    def inject(self, kind: FaultKind, node: str, apply: Callable[[], None], detail: str = "") -> Event:
+    def inject(
+        self, kind: FaultKind, node: str, apply: Callable[[], None], detail: str = ""
+    ) -> Event:
         """Record ``kind`` (before applying it: the node's own log gets the line while it
         still can), then apply; on failure the event is taken back."""
         ev = self.target.record(kind.name, node, detail)

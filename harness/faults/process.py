@@ -19,9 +19,7 @@ if TYPE_CHECKING:
     from harness.history import Event
 
 # A fresh process ends every process fault of its node: "start" heals kill, stop, pause.
-KILL = declare(
-    "kill", {"start"}, replication_grace=True, doc="SIGKILL: no shutdown, no final save"
-)
+KILL = declare("kill", {"start"}, replication_grace=True, doc="SIGKILL: no shutdown, no final save")
 STOP = declare(
     "stop", {"start"}, replication_grace=True, doc="graceful shutdown (SIGTERM), may save"
 )

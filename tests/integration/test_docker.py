@@ -42,8 +42,8 @@ from sandbox import Sandbox as BaseSandbox
 from harness import Cluster, ClusterSpec, checkers, key_for_slot, key_slot
 from harness import impl as impls
 from harness.backends import Node
-from harness.history import Event
 from harness.errors import HarnessError, NotSupportedError
+from harness.history import Event
 from harness.impl import Implementation
 from harness.runs import proc_start_time
 from harness.wait import wait_for
