@@ -56,10 +56,11 @@ from benchlib import add_common_args, run_owned, stop_on_sigterm, write_json
 from harness.backends import get_backend
 from harness.backends.base import Node, NodeConfig, start_all
 from harness.backends.local import LocalBackend, LocalNode
-from harness.cluster import Cluster, ClusterSpec
+from harness.cluster import Cluster
 from harness.errors import HarnessError
 from harness.impl import Implementation, resolve
 from harness.runs import Run
+from harness.spec import ClusterSpec
 
 TARGET_MS = 2300.0
 DOCKER_TARGET_MS = 3500.0  # --backend docker: the docker median

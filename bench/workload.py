@@ -50,11 +50,12 @@ from typing import Any, cast
 from benchlib import add_common_args, run_owned, stop_on_sigterm, write_json
 
 from harness.backends.base import Node
-from harness.cluster import Cluster, ClusterSpec
+from harness.cluster import Cluster
 from harness.errors import HarnessError
 from harness.impl import Implementation, resolve
 from harness.loops import loop_factory
 from harness.runs import Run
+from harness.spec import ClusterSpec
 from harness.topology import parse_info
 from harness.wait import wait_for
 from harness.workload import ENGINES, Engine, Workload, WorkloadSpec

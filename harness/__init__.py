@@ -6,10 +6,11 @@ server under test. The pytest plugin (:mod:`harness.plugin`) is a thin layer ove
 """
 
 from harness.checkers import Verdict
-from harness.cluster import Cluster, ClusterSpec
+from harness.cluster import Cluster
 from harness.crc16 import key_for_slot, key_slot
 from harness.errors import HarnessError
 from harness.impl import Implementation
+from harness.spec import ClusterSpec
 from harness.wait import eventually, wait_for
 
 __all__ = [

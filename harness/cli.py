@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import NoReturn
 
 from harness import impl as impls
-from harness.backends import AVAILABLE, get_backend, resolve_implementation
-from harness.backends.base import PERSISTENCE
+from harness import options
+from harness.backends import get_backend, resolve_implementation
 from harness.errors import HarnessError
-from harness.workload import ENGINES
+from harness.options import Layer
+from harness.spec import ClusterSpec
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITES = {"conformance": ["conformance"], "chaos": ["chaos"], "all": ["conformance", "chaos"]}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,18 +45,16 @@ def _int_range(lo: int, hi: int, what: str) -> type[int]:
     return parse  # type: ignore[return-value]
 
 
-def _impl_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--impl", metavar="NAME", help="implementation profile, e.g. redis-7.0, valkey-8.0"
-    )
-    p.add_argument("--impl-binary", metavar="PATH", help="server executable or wrapper script")
-    p.add_argument("--backend", default="local", help=f"where nodes run: {', '.join(AVAILABLE)}")
-    p.add_argument(
-        "--image", metavar="NAME:TAG", help="docker backend: a local image holding the server"
-    )
-    p.add_argument(
-        "--node-timeout", type=_int_range(50, 600_000, "--node-timeout"), default=2000, metavar="MS"
-    )
+def _table_args(p: argparse.ArgumentParser, layer: Layer) -> None:
+    """The flags of ``layer`` from the option table; read as text, checked in :func:`main`."""
+    for opt in options.for_layer(layer):
+        p.add_argument(
+            opt.flag,
+            dest=opt.name,
+            metavar=opt.metavar_text,
+            help=opt.help_text,
+            action="append" if opt.repeat else "store",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,34 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     up = sub.add_parser("up", help="start a cluster, print its endpoints, tear it down on Ctrl-C")
-    _impl_args(up)
-    up.add_argument("--masters", type=_int_range(1, 64, "--masters"), default=3)
-    up.add_argument("--replicas", type=_int_range(0, 8, "--replicas"), default=1)
-    up.add_argument("--persistence", choices=PERSISTENCE, default="none")
-    up.add_argument(
-        "--port",
-        type=_int_range(1024, 55535, "--port"),
-        help="first client port (default: any free)",
-    )
-    up.add_argument(
-        "--server-arg",
-        action="append",
-        default=[],
-        metavar="'NAME VALUE'",
-        help="extra server config line, repeatable",
-    )
+    _table_args(up, "up")
 
     run = sub.add_parser("run", help="run the suites through pytest; exit 0 only if nothing failed")
-    _impl_args(run)
-    run.add_argument("--suite", choices=sorted(SUITES), default="all")
-    run.add_argument("--report-dir", default="reports", metavar="DIR")
-    run.add_argument("--seed", type=_int_range(0, 2**63 - 1, "--seed"), metavar="N")
-    run.add_argument(
-        "--workload-engine",
-        choices=ENGINES,
-        default="redis-py",
-        help="client of recorded workloads (raw: the harness's lean client, faster)",
-    )
+    _table_args(run, "run")
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
 
     sub.add_parser("impls", help="list implementation profiles and which are installed here")
@@ -127,23 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from harness.cluster import Cluster, ClusterSpec
+    from harness.cluster import Cluster
 
     impl = resolve_implementation(args.impl, args.impl_binary, args.image, args.backend)
-    server_args = []
-    for item in args.server_arg:
-        name, _, value = item.strip().partition(" ")
-        if not name or not value:
-            raise HarnessError(
-                f"--server-arg {item!r}: give 'NAME VALUE', e.g. --server-arg 'maxmemory 100mb'"
-            )
-        server_args.append((name, value))
     spec = ClusterSpec(
-        masters=args.masters,
-        replicas=args.replicas,
-        node_timeout_ms=args.node_timeout,
-        persistence=args.persistence,
-        server_args=tuple(server_args),
+        **{o.name: getattr(args, o.name) for o in options.for_layer("marker") if "up" in o.layers}
     )
     ports = list(range(args.port, args.port + spec.size)) if args.port else None
     stop = threading.Event()
@@ -177,32 +139,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         preflight(impl)
     suites_root = ROOT / "suites"
-    paths = [str(suites_root / s) for s in SUITES[args.suite]]
+    paths = [str(suites_root / s) for s in options.SUITES[args.suite]]
     missing = [p for p in paths if not Path(p).is_dir()]
     if missing:
         raise HarnessError(f"suites not found at {missing[0]}; run from a checkout of the harness")
-    report_dir = Path(args.report_dir).absolute()
-    argv = [
-        *paths,
-        "--rootdir",
-        str(ROOT),
-        "-p",
-        "no:cacheprovider",
-        "--report-dir",
-        str(report_dir),
-    ]
-    argv += ["--junitxml", str(report_dir / "junit.xml"), "--node-timeout", str(args.node_timeout)]
-    argv += ["--backend", args.backend, "-W", "ignore::pytest.PytestAssertRewriteWarning"]
-    if args.impl:
-        argv += ["--impl", args.impl]
-    if args.impl_binary:
-        argv += ["--impl-binary", args.impl_binary]
-    if args.image:
-        argv += ["--image", args.image]
-    if args.seed is not None:
-        argv += ["--seed", str(args.seed)]
-    argv += ["--workload-engine", args.workload_engine, *args.pytest_args]
-    code = int(pytest.main(argv))
+    report_dir = Path(args.report_dir or "reports").absolute()
+    argv = [*paths, "--rootdir", str(ROOT), "-p", "no:cacheprovider"]
+    argv += ["--junitxml", str(report_dir / "junit.xml")]
+    argv += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    for opt in options.for_layer("run"):  # the run options pytest takes too, passed on
+        if "pytest" in opt.layers:
+            value = str(report_dir) if opt.name == "report_dir" else getattr(args, opt.name)
+            argv += opt.to_text(value)
+    code = int(pytest.main([*argv, *args.pytest_args]))
     return 0 if code == 0 else (code or 1)
 
 
@@ -230,6 +179,8 @@ def cmd_image(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in ("up", "run"):  # the table's flags arrive as text: check them
+            vars(args).update(options.from_text(args.command, vars(args)))
         if args.command == "up":
             return cmd_up(args)
         if args.command == "run":

@@ -12,7 +12,7 @@ import functools
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -20,14 +20,14 @@ import redis
 from redis.cluster import ClusterNode as RedisClusterNode
 from redis.cluster import RedisCluster
 
-from harness.backends import Backend, Node, NodeConfig, get_backend
-from harness.backends.base import PERSISTENCE, Persistence
+from harness.backends import Backend, Node, get_backend
 from harness.checkers import Verdict, healthy
-from harness.crc16 import SLOTS, key_for_slot
-from harness.errors import HarnessError, UsageError
+from harness.crc16 import key_for_slot
+from harness.errors import HarnessError
 from harness.faults import Faults
 from harness.history import Event
 from harness.impl import Implementation
+from harness.spec import ClusterSpec, slot_ranges
 from harness.topology import (
     NodeEntry,
     NodeView,
@@ -42,55 +42,6 @@ from harness.wait import wait_for
 @functools.cache
 def _ready_key(slot: int) -> str:
     return key_for_slot(slot, prefix="harness:ready:")
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    """Shape and settings of a cluster (what ``@pytest.mark.cluster`` configures)."""
-
-    masters: int = 3
-    replicas: int = 1  # per master
-    node_timeout_ms: int = 2000
-    persistence: Persistence = "none"
-    server_args: tuple[tuple[str, str], ...] = ()
-    ready_timeout_s: float = 30.0
-    network_faults: bool = False  # local backend: run in a namespace so links can be cut
-    proxied: bool = False  # every client and bus link goes through a Toxiproxy proxy
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.masters <= 64:
-            raise UsageError(f"masters={self.masters}: use 1..64")
-        if not 0 <= self.replicas <= 8:
-            raise UsageError(f"replicas={self.replicas}: use 0..8 replicas per master")
-        if not 50 <= self.node_timeout_ms <= 600_000:
-            raise UsageError(f"node timeout {self.node_timeout_ms} ms: use 50..600000")
-        if self.persistence not in PERSISTENCE:
-            raise UsageError(
-                f"persistence={self.persistence!r}: choose one of {', '.join(PERSISTENCE)}"
-            )
-
-    @property
-    def size(self) -> int:
-        return self.masters * (1 + self.replicas)
-
-    def with_(self, **changes: Any) -> ClusterSpec:
-        if "server_args" in changes and isinstance(changes["server_args"], dict):
-            changes["server_args"] = tuple(changes["server_args"].items())
-        return replace(self, **changes)
-
-    def node_config(self) -> NodeConfig:
-        return NodeConfig(self.node_timeout_ms, self.persistence, dict(self.server_args))
-
-    def failover_bound_ms(self) -> int:
-        """A defensible upper bound for an automatic failover (see the facts notes):
-        FAIL detection within 2·NT, election delay ≤ 2 s, plus 1 s per extra replica rank."""
-        return 2 * self.node_timeout_ms + 2000 + 1000 * max(0, self.replicas - 1)
-
-
-def slot_ranges(masters: int) -> list[tuple[int, int]]:
-    """Even split of the 16384 slots, as ``redis-cli --cluster create`` does."""
-    per = SLOTS / masters
-    return [(round(i * per), round((i + 1) * per) - 1) for i in range(masters)]
 
 
 @dataclass

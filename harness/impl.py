@@ -45,7 +45,6 @@ class Profile:
     name: str
     flavor: str
     versions: str
-    dialect: str
     binaries: tuple[str, ...]
     capabilities: frozenset[str]
     #: known server bugs: (reference, text in the failure, text in a node log or "")
@@ -135,7 +134,7 @@ def load_profiles(path: Path | None = None) -> dict[str, Profile]:
             raise HarnessError(
                 f"{path}: profile {name} lists unknown capabilities {sorted(unknown)}"
             )
-        missing = [k for k in ("flavor", "versions", "dialect") if k not in p]
+        missing = [k for k in ("flavor", "versions") if k not in p]
         if missing:
             raise HarnessError(f"{path}: profile {name} lacks {', '.join(missing)}")
         try:
@@ -146,7 +145,6 @@ def load_profiles(path: Path | None = None) -> dict[str, Profile]:
             name=name,
             flavor=p["flavor"],
             versions=p["versions"],
-            dialect=p["dialect"],
             binaries=tuple(p.get("binaries", [])),
             capabilities=caps,
             known_issues=tuple(

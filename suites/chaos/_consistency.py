@@ -8,7 +8,7 @@ from collections.abc import Callable
 from harness import Cluster, checkers, key_for_slot
 from harness.backends import Node
 from harness.checkers import Checker
-from harness.cluster import slot_ranges
+from harness.spec import slot_ranges
 from harness.wait import wait_for
 
 

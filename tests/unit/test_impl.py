@@ -180,7 +180,6 @@ def test_profiles_with_an_unknown_capability(tmp_path: Path) -> None:
         '[profiles."redis-x"]\n'
         'flavor = "redis"\n'
         'versions = ">=7.0,<7.2"\n'
-        'dialect = "redis7"\n'
         'binaries = ["redis-server"]\n'
         'capabilities = ["cluster_shards", "time_travel"]\n'
     )
@@ -193,9 +192,9 @@ def test_profiles_with_an_unknown_capability(tmp_path: Path) -> None:
 
 def test_profiles_minimal_and_empty(tmp_path: Path) -> None:
     path = tmp_path / "p.toml"
-    path.write_text('[profiles.x]\nflavor = "redis"\nversions = ">=1.0"\ndialect = "redis7"\n')
+    path.write_text('[profiles.x]\nflavor = "redis"\nversions = ">=1.0"\n')
     (p,) = load_profiles(path).values()
-    assert p == Profile("x", "redis", ">=1.0", "redis7", (), frozenset())
+    assert p == Profile("x", "redis", ">=1.0", (), frozenset())
     path.write_text("# nothing here\n")
     assert load_profiles(path) == {}
 
@@ -211,7 +210,7 @@ def test_profiles_file_missing(tmp_path: Path) -> None:
     "text",
     [
         "[profiles.x\n",  # not TOML
-        '[profiles.x]\nversions = ">=7.0"\ndialect = "redis7"\n',  # no flavor
+        '[profiles.x]\nversions = ">=7.0"\n',  # no flavor
     ],
 )
 def test_malformed_profiles_raise_harness_error(tmp_path: Path, text: str) -> None:
@@ -223,7 +222,7 @@ def test_malformed_profiles_raise_harness_error(tmp_path: Path, text: str) -> No
 
 def test_bad_version_spec_raises_harness_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text('[profiles.x]\nflavor = "redis"\nversions = "7.0"\ndialect = "redis7"\n')
+    path.write_text('[profiles.x]\nflavor = "redis"\nversions = "7.0"\n')
     server = script(tmp_path, "server", REDIS_70)
     with pytest.raises(HarnessError):
         from_binary(str(server), load_profiles(path))
@@ -409,7 +408,7 @@ def test_from_binary_redis_5_message(tmp_path: Path) -> None:
 
 
 def test_from_binary_with_given_profiles(tmp_path: Path) -> None:
-    only = {"mine": Profile("mine", "redis", ">=5.0,<6.0", "redis6", (), frozenset())}
+    only = {"mine": Profile("mine", "redis", ">=5.0,<6.0", (), frozenset())}
     impl = from_binary(str(script(tmp_path, "server", REDIS_50)), only)
     assert impl.name == "mine"
     with pytest.raises(UsageError, match=r"known: mine \(redis >=5.0,<6.0\)"):
@@ -429,7 +428,7 @@ def test_from_binary_propagates_identify_errors(tmp_path: Path) -> None:
 def profile_70(*binaries: str) -> dict[str, Profile]:
     return {
         "redis-7.0": Profile(
-            "redis-7.0", "redis", ">=7.0,<7.2", "redis7", binaries, frozenset({"cluster_shards"})
+            "redis-7.0", "redis", ">=7.0,<7.2", binaries, frozenset({"cluster_shards"})
         )
     }
 

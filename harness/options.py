@@ -1,0 +1,331 @@
+"""The run and cluster options, declared once.
+
+:data:`OPTIONS` is a table: one row per option with its name (the attribute it lands in:
+a :class:`~harness.spec.ClusterSpec` field or the plugin's state), flag, kind, default,
+allowed values, help, and the layers that take it:
+
+- ``run`` / ``up``: flags of ``python -m harness run`` / ``python -m harness up``;
+- ``pytest``: flags of the pytest plugin;
+- ``marker``: keywords of ``@pytest.mark.cluster`` and ``cluster_factory``, which are the
+  fields of :class:`~harness.spec.ClusterSpec`.
+
+The CLI and the plugin generate their flags from the table and read them through
+:func:`from_text`; ``ClusterSpec`` checks its fields through :func:`check_fields`. Both go
+through the option's one check (:meth:`Option.check`), so a bad value gets the same one
+line wherever it comes from, spelled the way it was given: ``--masters 0: use 1..64, got
+0`` or ``masters=0: use 1..64, got 0``.
+
+Names of things in a registry (``--impl``, ``--backend``) are checked where they are
+looked up (:func:`harness.impl.resolve`, :func:`harness.backends.get_backend`): the
+answer depends on what is installed, and the message lists what is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from harness.backends import AVAILABLE
+from harness.backends.base import PERSISTENCE
+from harness.errors import UsageError
+from harness.workload import ENGINES
+
+Layer = Literal["run", "up", "pytest", "marker"]
+Kind = Literal["int", "float", "bool", "text", "server_arg"]
+
+SUITES = {"conformance": ("conformance",), "chaos": ("chaos",), "all": ("conformance", "chaos")}
+
+
+class OptionError(ValueError):
+    """A value an option refuses: ``hint`` says what to give, ``value`` is what was given."""
+
+    def __init__(self, hint: str, value: object) -> None:
+        super().__init__(hint)
+        self.hint = hint
+        self.value = value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: what it is called in each layer, what it takes, and its check."""
+
+    name: str  # attribute / ClusterSpec field / marker keyword
+    kind: Kind
+    help: str
+    layers: frozenset[Layer]
+    default: Any = None
+    flag_name: str | None = None  # default: --name-with-dashes
+    metavar: str | None = None
+    range: tuple[float, float] | None = None  # inclusive
+    choices: tuple[str, ...] = ()
+    unit: str = ""  # said after the range: "use 50..600000 ms"
+    repeat: bool = False  # the flag may be given several times; the value is a tuple
+
+    @property
+    def flag(self) -> str:
+        return self.flag_name or "--" + self.name.replace("_", "-")
+
+    @property
+    def metavar_text(self) -> str | None:
+        return "{" + ",".join(self.choices) + "}" if self.choices else self.metavar
+
+    @property
+    def help_text(self) -> str:
+        shown = self.default not in (None, (), False)
+        return f"{self.help} (default {self.default})" if shown else self.help
+
+    def check(self, value: Any) -> None:
+        """The check of this option's values; raises :class:`OptionError`."""
+        if self.kind == "server_arg":
+            for item in value if isinstance(value, tuple) else [value]:
+                if not (
+                    isinstance(item, tuple)
+                    and len(item) == 2
+                    and isinstance(item[0], str)
+                    and item[0]
+                ):
+                    raise OptionError(
+                        "give (NAME, VALUE) pairs, e.g. (('maxmemory', '64mb'),)", value
+                    )
+            return
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise OptionError("give True or False", value)
+            return
+        if self.kind == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+            raise OptionError(f"give a whole number, e.g. {self._example()}", value)
+        if self.kind == "float" and (not isinstance(value, int | float) or isinstance(value, bool)):
+            raise OptionError(f"give a number, e.g. {self._example()}", value)
+        if self.range is not None and not self.range[0] <= value <= self.range[1]:
+            lo, hi = (int(x) if x == int(x) else x for x in self.range)
+            unit = f" {self.unit}" if self.unit else ""
+            raise OptionError(f"use {lo}..{hi}{unit}, got {value}", value)
+        if self.choices and value not in self.choices:
+            raise OptionError(f"choose one of: {', '.join(self.choices)}", value)
+
+    def parse(self, text: str) -> Any:
+        """One command-line value (one of several, for a repeated flag) to a checked value."""
+        value: Any = text
+        if self.kind == "int":
+            try:
+                value = int(text)
+            except ValueError:
+                raise OptionError(f"give a whole number, e.g. {self._example()}", text) from None
+        elif self.kind == "float":
+            try:
+                value = float(text)
+            except ValueError:
+                raise OptionError(f"give a number, e.g. {self._example()}", text) from None
+        elif self.kind == "server_arg":
+            name, _, rest = text.strip().partition(" ")
+            if not name or not rest.strip():
+                raise OptionError("give 'NAME VALUE', e.g. --server-arg 'maxmemory 100mb'", text)
+            return (name, rest.strip())
+        elif self.kind == "bool":
+            raise TypeError(f"{self.name} has no command-line form")
+        self.check(value)
+        return value
+
+    def to_text(self, value: Any) -> list[str]:
+        """``value`` as command-line arguments (how ``run`` passes it on to pytest)."""
+        if value is None:
+            return []
+        items = value if self.repeat else (value,)
+        return [a for item in items for a in (self.flag, self._item_text(item))]
+
+    def _item_text(self, item: Any) -> str:
+        return " ".join(item) if self.kind == "server_arg" else str(item)
+
+    def _example(self) -> object:
+        if self.default is not None:
+            return self.default
+        return int(self.range[0]) if self.range else 1
+
+
+_EVERYWHERE: frozenset[Layer] = frozenset({"run", "up", "pytest"})
+
+
+def _layers(*names: Layer) -> frozenset[Layer]:
+    return frozenset(names)
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "impl",
+        "text",
+        "implementation profile to test, e.g. redis-7.0, valkey-8.0 (`python -m harness impls`)",
+        _EVERYWHERE,
+        metavar="NAME",
+    ),
+    Option(
+        "impl_binary",
+        "text",
+        "server executable (or wrapper script) to test",
+        _EVERYWHERE,
+        metavar="PATH",
+    ),
+    Option(
+        "backend",
+        "text",
+        f"where nodes run: {', '.join(AVAILABLE)}",
+        _EVERYWHERE,
+        default="local",
+        metavar="NAME",
+    ),
+    Option(
+        "image",
+        "text",
+        "docker backend: run this local image (e.g. from `python -m harness image build`) "
+        "instead of one built from the binary",
+        _EVERYWHERE,
+        metavar="NAME:TAG",
+    ),
+    Option(
+        "node_timeout_ms",
+        "int",
+        "cluster-node-timeout in ms; a marker's node_timeout_ms wins",
+        _layers("run", "up", "pytest", "marker"),
+        default=2000,
+        flag_name="--node-timeout",
+        metavar="MS",
+        range=(50, 600_000),
+        unit="ms",
+    ),
+    Option(
+        "seed",
+        "int",
+        "seed for randomised choices (default: random, printed in the header)",
+        _layers("run", "pytest"),
+        metavar="N",
+        range=(0, 2**63 - 1),
+    ),
+    Option(
+        "report_dir",
+        "text",
+        "where summary.json, junit.xml and the logs of failed tests go (default: reports/)",
+        _layers("run", "pytest"),
+        metavar="DIR",
+    ),
+    Option(
+        "workload_engine",
+        "text",
+        "client of recorded workloads: redis-py's asyncio RedisCluster, or raw, the "
+        "harness's lean client (several times the rate)",
+        _layers("run", "pytest"),
+        default="redis-py",
+        choices=ENGINES,
+    ),
+    Option(
+        "suite",
+        "text",
+        "which suites to run",
+        _layers("run"),
+        default="all",
+        choices=tuple(sorted(SUITES)),
+    ),
+    Option(
+        "masters",
+        "int",
+        "number of masters",
+        _layers("up", "marker"),
+        default=3,
+        metavar="N",
+        range=(1, 64),
+    ),
+    Option(
+        "replicas",
+        "int",
+        "replicas per master",
+        _layers("up", "marker"),
+        default=1,
+        metavar="N",
+        range=(0, 8),
+        unit="replicas per master",
+    ),
+    Option(
+        "persistence",
+        "text",
+        "what nodes write to disk",
+        _layers("up", "marker"),
+        default="none",
+        choices=PERSISTENCE,
+    ),
+    Option(
+        "port",
+        "int",
+        "first client port; the nodes take consecutive ports (default: any free)",
+        _layers("up"),
+        metavar="PORT",
+        range=(1024, 55535),
+    ),
+    Option(
+        "server_args",
+        "server_arg",
+        "extra server config line, repeatable",
+        _layers("up", "marker"),
+        default=(),
+        flag_name="--server-arg",
+        metavar="'NAME VALUE'",
+        repeat=True,
+    ),
+    Option(
+        "ready_timeout_s",
+        "float",
+        "seconds to wait for a started cluster to be ready",
+        _layers("marker"),
+        default=30.0,
+        range=(1, 3600),
+        unit="s",
+    ),
+    Option(
+        "network_faults",
+        "bool",
+        "local backend: run in a network namespace so links can be cut",
+        _layers("marker"),
+        default=False,
+    ),
+    Option(
+        "proxied",
+        "bool",
+        "every client and bus link goes through a Toxiproxy proxy",
+        _layers("marker"),
+        default=False,
+    ),
+)
+
+OPTION: Mapping[str, Option] = {o.name: o for o in OPTIONS}
+MARKER_FIELDS = frozenset(o.name for o in OPTIONS if "marker" in o.layers)
+
+
+def for_layer(layer: Layer) -> list[Option]:
+    return [o for o in OPTIONS if layer in o.layers]
+
+
+def from_text(layer: Layer, given: Mapping[str, str | Sequence[str] | None]) -> dict[str, Any]:
+    """The options of ``layer`` from their command-line text (``None``: not given, the
+    default), checked; the first bad one raises a one-line :class:`UsageError`."""
+    values: dict[str, Any] = {}
+    for opt in for_layer(layer):
+        text = given.get(opt.name)
+        try:
+            if text is None:
+                values[opt.name] = opt.default
+            elif opt.repeat:
+                values[opt.name] = tuple(opt.parse(t) for t in text)
+            else:
+                assert isinstance(text, str)
+                values[opt.name] = opt.parse(text)
+        except OptionError as exc:
+            raise UsageError(f"{opt.flag} {exc.value!r}: {exc.hint}") from None
+    return values
+
+
+def check_fields(values: Mapping[str, Any]) -> None:
+    """Check the marker options (ClusterSpec fields) in ``values``; a bad one raises a
+    one-line :class:`UsageError` that names it as a keyword, ``masters=0: ...``."""
+    for name, value in values.items():
+        try:
+            OPTION[name].check(value)
+        except OptionError as exc:
+            raise UsageError(f"{name}={exc.value!r}: {exc.hint}") from None

@@ -1,0 +1,52 @@
+"""What collection decides: whether the session uses a cluster at all (then the
+implementation is resolved and checked once, up front), and which tests skip because
+the implementation or the backend lacks a ``@pytest.mark.requires`` capability."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import impl as impls
+from harness.backends import get_backend
+from harness.errors import HarnessError
+from harness.plugin.state import STATE
+
+HARNESS_FIXTURES = {"cluster", "cluster_factory", "harness_impl"}
+BACKEND_CAPABILITIES = frozenset({"network_faults"})  # what backends may offer
+CAPABILITIES = impls.KNOWN_CAPABILITIES | BACKEND_CAPABILITIES
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = config.stash[STATE]
+    users = [i for i in items if HARNESS_FIXTURES & set(getattr(i, "fixturenames", ()))]
+    if not users:
+        return
+    state.used = True
+    try:
+        impl = state.implementation()
+        if state.backend == "docker":
+            from harness.backends.docker import preflight
+
+            preflight(impl)
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    backend_cls = get_backend(state.backend)
+    for item in users:
+        for mark in item.iter_markers("requires"):
+            unknown = [c for c in mark.args if c not in CAPABILITIES]
+            if unknown:
+                raise pytest.UsageError(
+                    f"{item.nodeid}: unknown capability {unknown[0]!r} in @pytest.mark.requires"
+                )
+            missing = [c for c in mark.args if c not in BACKEND_CAPABILITIES and not impl.has(c)]
+            if missing:
+                item.add_marker(pytest.mark.skip(reason=f"{impl.name} lacks {', '.join(missing)}"))
+            for cap in (c for c in mark.args if c in BACKEND_CAPABILITIES):
+                reason = backend_cls.unsupported(cap, impl)
+                if reason is not None:
+                    item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
+    state = config.stash[STATE]
+    return f"redis-cluster-harness: {state.describe()}" if state.used else None

@@ -1,0 +1,151 @@
+"""The plugin's fixtures: the implementation and seed of the run, clusters (shaped by
+``@pytest.mark.cluster``), workloads, metrics, seeded randomness and artifact folders."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.cluster import Cluster
+from harness.errors import HarnessError
+from harness.impl import Implementation
+from harness.options import MARKER_FIELDS
+from harness.plugin.reporting import CLUSTERS
+from harness.plugin.state import STATE, HarnessState
+from harness.report import METRIC_PREFIX
+from harness.spec import ClusterSpec
+from harness.workload import Workload, WorkloadSpec
+
+CLUSTER_MARK_ARGS = MARKER_FIELDS  # keywords of @pytest.mark.cluster and cluster_factory
+
+
+@pytest.fixture(scope="session")
+def harness_state(pytestconfig: pytest.Config) -> HarnessState:
+    return pytestconfig.stash[STATE]
+
+
+@pytest.fixture(scope="session")
+def harness_impl(harness_state: HarnessState) -> Implementation:
+    """The implementation under test (from ``--impl`` / ``--impl-binary``)."""
+    return harness_state.implementation()
+
+
+@pytest.fixture(scope="session")
+def harness_seed(harness_state: HarnessState) -> int:
+    """The run's seed (``--seed``); same seed, same randomised choices."""
+    return harness_state.seed
+
+
+WorkloadFactory = Callable[..., Workload]
+
+
+@pytest.fixture
+def workload(harness_state: HarnessState) -> WorkloadFactory:
+    """Factory: ``workload(cluster, kind="set", clients=4, rate=600, ...)`` builds a
+    :class:`~harness.workload.Workload` seeded from ``--seed``, with the client engine of
+    ``--workload-engine``; keyword arguments are :class:`~harness.workload.WorkloadSpec`
+    fields."""
+
+    def make(cluster: Cluster, **spec: Any) -> Workload:
+        spec.setdefault("seed", harness_state.seed)
+        spec.setdefault("engine", harness_state.workload_engine)
+        return Workload(cluster, WorkloadSpec(**spec))
+
+    return make
+
+
+@pytest.fixture
+def rng(harness_seed: int, request: pytest.FixtureRequest) -> random.Random:
+    """A random generator seeded from ``--seed`` and the test id: reproducible per test."""
+    return random.Random(f"{harness_seed}:{request.node.nodeid}")
+
+
+class Metrics:
+    """Records numbers about a test run into summary.json, JUnit and the terminal table."""
+
+    def __init__(self, item: pytest.Item) -> None:
+        self._item = item
+
+    def record(self, name: str, value: float | int | str) -> None:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*", name):
+            raise ValueError(f"metric name {name!r}: use letters, digits, '_' and '.'")
+        key = METRIC_PREFIX + name
+        props = self._item.user_properties
+        props[:] = [(k, v) for k, v in props if k != key]
+        props.append((key, round(value, 3) if isinstance(value, float) else value))
+
+    def __setitem__(self, name: str, value: float | int | str) -> None:
+        self.record(name, value)
+
+
+@pytest.fixture
+def metrics(request: pytest.FixtureRequest) -> Metrics:
+    """``metrics.record("failover_ms", 1234)``: shown in summary.json, JUnit, terminal."""
+    return Metrics(request.node)
+
+
+@pytest.fixture
+def artifacts(request: pytest.FixtureRequest, harness_state: HarnessState) -> Path:
+    """This test's directory in the report (histories, schedules): kept with summary.json."""
+    path = harness_state.report_dir / "artifacts" / re.sub(r"[^\w.-]+", "_", request.node.nodeid)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+ClusterFactory = Callable[..., Cluster]
+
+
+@pytest.fixture
+def cluster_factory(
+    request: pytest.FixtureRequest, harness_state: HarnessState, harness_impl: Implementation
+) -> Iterator[ClusterFactory]:
+    """Start ready clusters on demand; all are torn down after the test.
+
+    Keyword arguments are those of :class:`~harness.spec.ClusterSpec` plus ``ports``.
+    """
+    clusters: list[Cluster] = []
+    request.node.stash[CLUSTERS] = clusters
+
+    def make(ports: list[int] | None = None, **kwargs: Any) -> Cluster:
+        unknown = set(kwargs) - CLUSTER_MARK_ARGS
+        if unknown:
+            raise TypeError(
+                f"unknown cluster setting(s) {sorted(unknown)}; use {sorted(CLUSTER_MARK_ARGS)}"
+            )
+        if kwargs.get("node_timeout_ms") is None:
+            kwargs["node_timeout_ms"] = harness_state.node_timeout_ms
+        if isinstance(kwargs.get("server_args"), dict):
+            kwargs["server_args"] = tuple(kwargs["server_args"].items())
+        try:
+            spec = ClusterSpec(**kwargs)
+            c = Cluster.start(harness_impl, spec, backend=harness_state.backend, ports=ports)
+        except HarnessError as exc:  # the message says it all; a traceback through us does not help
+            raise pytest.fail.Exception(f"{type(exc).__name__}: {exc}", pytrace=False) from None
+        clusters.append(c)
+        if len(clusters) == 1:
+            Metrics(request.node).record("bringup_ms", c.bringup_ms)
+        return c
+
+    yield make
+    for c in clusters:
+        c.close()
+
+
+@pytest.fixture
+def cluster(request: pytest.FixtureRequest, cluster_factory: ClusterFactory) -> Cluster:
+    """A ready cluster shaped by ``@pytest.mark.cluster(...)`` (default 3 masters × 1 replica)."""
+    kwargs: dict[str, Any] = {}
+    for mark in reversed(list(request.node.iter_markers("cluster"))):  # closest mark wins
+        if mark.args:
+            raise TypeError(
+                "@pytest.mark.cluster takes keyword arguments only, e.g. cluster(masters=3)"
+            )
+        kwargs.update(mark.kwargs)
+    if any("network_faults" in m.args for m in request.node.iter_markers("requires")):
+        kwargs.setdefault("network_faults", True)
+    return cluster_factory(**kwargs)

@@ -1,0 +1,75 @@
+"""The plugin's options and markers: flags generated from the option table
+(:mod:`harness.options`), read into the session's :class:`HarnessState`."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from harness import options
+from harness.backends import get_backend
+from harness.errors import HarnessError
+from harness.plugin.collection import CAPABILITIES
+from harness.plugin.reporting import Reporter
+from harness.plugin.state import STATE, HarnessState
+from harness.runs import Run
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("redis-cluster-harness", "Redis Cluster harness")
+    for opt in options.for_layer("pytest"):  # read as text, checked in pytest_configure
+        g.addoption(opt.flag, metavar=opt.metavar_text, help=opt.help_text)
+    parser.addini("harness_report_dir", "default report directory", default="reports")
+
+
+def _cluster_marker_doc() -> str:
+    """``cluster(masters=3, ..., node_timeout_ms=<--node-timeout>, ...)``, from the table."""
+    args = [
+        f"{o.name}=<{o.flag}>" if "pytest" in o.layers else f"{o.name}={o.default!r}"
+        for o in options.for_layer("marker")
+    ]
+    return f"cluster({', '.join(args)}): shape and settings of the `cluster` fixture's cluster"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", _cluster_marker_doc())
+    config.addinivalue_line(
+        "markers",
+        "requires(*capabilities): skip unless the implementation has them "
+        "(" + ", ".join(sorted(CAPABILITIES)) + ")",
+    )
+    try:
+        given = {o.name: config.getoption(o.flag) for o in options.for_layer("pytest")}
+        values = options.from_text("pytest", given)
+        get_backend(values["backend"])
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    seed = values["seed"]
+    report_dir = Path(values["report_dir"] or config.getini("harness_report_dir"))
+    if not report_dir.is_absolute():
+        report_dir = Path(config.invocation_params.dir) / report_dir
+    state = HarnessState(
+        impl_name=values["impl"],
+        impl_binary=values["impl_binary"],
+        image=values["image"],
+        backend=values["backend"],
+        node_timeout_ms=values["node_timeout_ms"],
+        seed=random.SystemRandom().randrange(2**31) if seed is None else seed,
+        report_dir=report_dir,
+        report_dir_given=values["report_dir"] is not None,
+        workload_engine=values["workload_engine"],
+    )
+    config.stash[STATE] = state
+    config.pluginmanager.register(Reporter(state), "redis-cluster-harness-reporter")
+    if state.impl_name or state.impl_binary or state.image:
+        try:
+            state.implementation()  # bad --impl / --impl-binary: fail now, in one line
+        except HarnessError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if Run._current is not None:
+        Run._current.close()

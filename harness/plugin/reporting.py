@@ -1,0 +1,136 @@
+"""What a test run reports: node logs and cluster events of failed tests, failures that
+are a known server bug rewritten to xfailed, and ``summary.json`` plus the terminal
+metrics table at the end."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.cluster import Cluster
+from harness.plugin.state import STATE, HarnessState
+from harness.report import (
+    TestResult,
+    build_summary,
+    metrics_from_properties,
+    metrics_table,
+    now_iso,
+    write_summary,
+)
+
+#: the clusters a test started (``cluster_factory`` fills it): their logs go in its report
+CLUSTERS = pytest.StashKey[list[Cluster]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, Any]:
+    report = yield
+    clusters = item.stash.get(CLUSTERS, [])
+    if report.failed and call.excinfo is not None:
+        impl = item.config.stash[STATE].impl
+        ref = None
+        if impl is not None:
+            logs = "\n".join(n.log_text(3000) for c in clusters for n in c.nodes)
+            ref = impl.profile.known_issue(str(call.excinfo.value), logs)
+        if ref is not None:  # the server's known bug, not a harness failure
+            report.outcome = "skipped"
+            report.wasxfail = f"known server issue {ref}"
+    if report.failed and clusters:
+        _attach_logs(report, item, clusters)
+    return report
+
+
+def _attach_logs(report: pytest.TestReport, item: pytest.Item, clusters: list[Cluster]) -> None:
+    state = item.config.stash[STATE]
+    logdir = state.report_dir / "logs" / re.sub(r"[^\w.-]+", "_", item.nodeid)
+    for ci, c in enumerate(clusters):
+        for n in c.nodes:
+            # a short tail, so the end survives in truncated CI output; the whole log
+            # is written next to the report
+            text = n.log_text(3000)
+            path = logdir / f"cluster{ci}-{n.name}-{n.port}.log"
+            try:
+                logdir.mkdir(parents=True, exist_ok=True)
+                path.write_text(n.log_text(10_000_000))
+                text += f"\n[whole log: {path}]"
+            except OSError:
+                pass
+            report.sections.append((f"node {n.name} {n.addr} log (tail)", text))
+        events = "\n".join(f"{e.t_ns} {e.action} {e.node} {e.detail}" for e in c.events)
+        report.sections.append((f"cluster {ci} events", events))
+
+
+class Reporter:
+    """Collects outcomes and metrics of every test; writes summary.json at the end."""
+
+    def __init__(self, state: HarnessState) -> None:
+        self.state = state
+        self.summary_path: Path | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        res = self.state.results.setdefault(report.nodeid, TestResult(report.nodeid))
+        res.duration_s += report.duration
+        res.metrics.update(metrics_from_properties(report.user_properties))
+        if report.when == "call":
+            if hasattr(report, "wasxfail"):
+                res.outcome = "xfailed" if report.skipped else "xpassed"
+                res.message = str(report.wasxfail)
+            else:
+                res.outcome = report.outcome
+            if report.failed:
+                res.message = _short_message(report)
+        elif report.skipped and report.when == "setup":
+            res.outcome = "skipped"
+            res.message = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
+        elif report.failed:
+            res.outcome = "error"
+            res.message = _short_message(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        state = self.state
+        if hasattr(session.config, "workerinput") or not (state.used or state.report_dir_given):
+            return
+        impl = state.impl
+        meta = {
+            "implementation": None
+            if impl is None
+            else {
+                "name": impl.name,
+                "flavor": impl.flavor,
+                "version": impl.version_str,
+                "binary": impl.binary,
+            },
+            "backend": state.backend,
+            "seed": state.seed,
+            "workload_engine": state.workload_engine,
+            "node_timeout_ms": state.node_timeout_ms,
+            "started": state.started,
+            "finished": now_iso(),
+            "exit_status": int(exitstatus),
+        }
+        self.summary_path = write_summary(
+            state.report_dir, build_summary(meta, state.results.values())
+        )
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        lines = metrics_table(self.state.results.values())
+        if lines:
+            terminalreporter.section("redis-cluster-harness metrics")
+            for line in lines:
+                terminalreporter.write_line(line)
+        if self.summary_path is not None:
+            terminalreporter.write_line(
+                f"redis-cluster-harness: summary written to {self.summary_path}"
+            )
+
+
+def _short_message(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    msg = getattr(crash, "message", None) or str(report.longrepr)
+    return msg.splitlines()[0][:300] if msg else ""

@@ -1,0 +1,51 @@
+"""The plugin's per-session state and the stash keys its modules share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from harness.backends import resolve_implementation
+from harness.impl import Implementation
+from harness.report import TestResult, now_iso
+from harness.workload import Engine
+
+
+@dataclass
+class HarnessState:
+    """Per-session state, kept in ``config.stash``."""
+
+    impl_name: str | None
+    impl_binary: str | None
+    image: str | None
+    backend: str
+    node_timeout_ms: int
+    seed: int
+    report_dir: Path
+    report_dir_given: bool
+    workload_engine: Engine = "redis-py"
+    impl: Implementation | None = None
+    used: bool = False
+    started: str = field(default_factory=now_iso)
+    results: dict[str, TestResult] = field(default_factory=dict)
+
+    def implementation(self) -> Implementation:
+        if self.impl is None:
+            self.impl = resolve_implementation(
+                self.impl_name, self.impl_binary, self.image, self.backend
+            )
+        return self.impl
+
+    def describe(self) -> str:
+        what = (
+            self.impl.describe() if self.impl else (self.impl_name or self.impl_binary or "default")
+        )
+        return (
+            f"{what}; backend {self.backend}; node timeout {self.node_timeout_ms} ms; "
+            f"seed {self.seed}; workload engine {self.workload_engine}"
+        )
+
+
+STATE = pytest.StashKey[HarnessState]()
