@@ -62,7 +62,7 @@ def cleanup_run(run_dir: Path) -> None:
         for name in namespaces.read_text().split():
             delete_namespace(name)
     if (run_dir / "uses-docker").exists():
-        from harness.backends.docker import remove_run_resources
+        from harness.backends.docker_resources import remove_run_resources
 
         remove_run_resources(run_dir.name)
 
