@@ -310,7 +310,8 @@ class DockerBackend(Backend):
     def __init__(self, run: Run | None = None, *, network_faults: bool = False) -> None:
         self.run = run or Run.current()
         self.client = images.docker_client()
-        self.run.note("docker")  # the watchdog and the sweep then also clean up containers
+        # the watchdog and the sweep then also remove the run's containers and networks
+        self.run.note("harness.backends.docker_resources:remove_run_resources", self.run.id)
         sweep_dead_runs(self.client)
         self.image = ""
         self.server = ""
