@@ -135,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # fail fast, in one line, before pytest starts
     impl = resolve_implementation(args.impl, args.impl_binary, args.image, args.backend)
     if args.backend == "docker":
-        from harness.backends.docker import preflight
+        from harness.images import preflight
 
         preflight(impl)
     suites_root = ROOT / "suites"

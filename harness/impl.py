@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,13 +159,19 @@ _VERSION_RE = re.compile(r"^(?P<flavor>[A-Za-z][\w-]*) server v=(?P<version>\d+\
 
 
 def run_version(
-    path: Path, label: str, timeout: float, error: type[HarnessError] = HarnessError
+    path: Path,
+    label: str,
+    timeout: float,
+    error: type[HarnessError] = HarnessError,
+    *,
+    prefix: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """``path --version`` in its own session (a wrapper's children die with it); a hang or
-    an unrunnable file becomes one ``error`` line starting with ``label``."""
+    an unrunnable file becomes one ``error`` line starting with ``label``. ``prefix`` runs
+    it through another command (``chroot ROOT``)."""
     try:
         return subprocess.run(
-            [str(path), "--version"],
+            [*prefix, str(path), "--version"],
             capture_output=True,
             text=True,
             timeout=timeout,

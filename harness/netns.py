@@ -63,7 +63,7 @@ class Namespace:
         hosts = list(self.subnet.hosts())
         self.host_addr, self.gateway = str(hosts[0]), str(hosts[1])
         self._free = [str(h) for h in hosts[9:]]  # node addresses: .10, .11, ...
-        run.note("netns", self.name)
+        run.note("harness.netns:delete_namespace", self.name)
         try:
             _run(["ip", "netns", "add", self.name])
             self.ip("link", "set", "lo", "up")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib
 import os
 import shutil
 import signal
@@ -28,10 +29,13 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 RUN_ENV = "HARNESS_RUN_ID"
 CLEAN_EXIT = b"x"
+CLEANUPS = "cleanups"  # in the run directory: "<module>:<function> <item>" per line
 
 
 def state_dir() -> Path:
@@ -52,19 +56,32 @@ def _alive(pid: int, start_time: str | None) -> bool:
 
 
 def cleanup_run(run_dir: Path) -> None:
-    """Kill the run's processes and remove what its backends created outside the host's
-    process table (containers, networks), as marked in the run directory."""
+    """Kill the run's processes, then undo what its backends created outside the host's
+    process table (namespaces, containers, networks) with the cleanups noted in the run
+    directory (:meth:`Run.note`), in the order they were noted."""
     kill_run_processes(run_dir)
-    namespaces = run_dir / "uses-netns"
-    if namespaces.exists():
-        from harness.netns import delete_namespace
+    try:
+        noted = (run_dir / CLEANUPS).read_text().splitlines()
+    except OSError:
+        return
+    for line in dict.fromkeys(noted):
+        ref, _, item = line.partition(" ")
+        try:
+            resolve_cleanup(ref)(item)
+        except Exception as exc:  # one failed cleanup must not keep the others from running
+            print(f"harness: cleanup {line!r} of {run_dir} failed: {exc}", file=sys.stderr)
 
-        for name in namespaces.read_text().split():
-            delete_namespace(name)
-    if (run_dir / "uses-docker").exists():
-        from harness.backends.docker import remove_run_resources
 
-        remove_run_resources(run_dir.name)
+def resolve_cleanup(ref: str) -> Callable[[str], object]:
+    """The function a cleanup reference ``harness.module:function`` names. Resolved only
+    when a run is cleaned up, so this module imports no backend (and none imports it back)."""
+    module, _, name = ref.partition(":")
+    if not module.startswith("harness.") or not name.isidentifier():
+        raise ValueError(f"not a cleanup reference (harness.module:function): {ref!r}")
+    fn = getattr(importlib.import_module(module), name)
+    if not callable(fn):
+        raise ValueError(f"{ref} is not a function")
+    return cast("Callable[[str], object]", fn)
 
 
 def kill_run_processes(run_dir: Path) -> list[int]:
@@ -186,11 +203,15 @@ class Run:
         """Environment for processes of this run (marks them for the sweep)."""
         return {**os.environ, RUN_ENV: self.id}
 
-    def note(self, resource: str, item: str = "") -> None:
-        """Record that this run uses ``resource`` ("docker", or "netns" with a namespace
-        name), so the watchdog and the sweep clean it up too."""
-        with (self.dir / f"uses-{resource}").open("a") as f:
-            f.write(item + "\n")
+    def note(self, cleanup: str, item: str) -> None:
+        """Record that ``item`` (a namespace name, a run id) is undone by the function
+        ``cleanup`` names (``"harness.netns:delete_namespace"``), so the watchdog and the
+        sweep call ``function(item)`` too, even when this process dies."""
+        resolve_cleanup(cleanup)  # a typo fails now, not in the watchdog
+        if not item or any(c.isspace() for c in item):
+            raise ValueError(f"cleanup item must be one word: {item!r}")
+        with (self.dir / CLEANUPS).open("a") as f:
+            f.write(f"{cleanup} {item}\n")
 
     def register(self, pid: int) -> None:
         """Record a started process (the leader of its own process group)."""

@@ -42,7 +42,7 @@ def resolve_implementation(
         raise UsageError(f"--image {image} needs --backend docker")
     if binary:
         raise UsageError("give --image or --impl-binary, not both: the image holds the server")
-    from harness.backends.docker import identify_image
+    from harness.images import identify_image
 
     return identify_image(image, name)
 

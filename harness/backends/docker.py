@@ -17,7 +17,7 @@ removes it. Logs are the container's output.
 Lifecycle. testcontainers creates and starts containers (labels, image checks); the docker
 SDK does what it lacks (pause, kill, restart, network connect/disconnect). Ryuk cannot be
 pulled here, so it is disabled; every container and network carries the run's labels and
-:func:`remove_run_resources` / :func:`sweep_dead_runs` take the place of the reaper.
+:mod:`harness.backends.docker_resources` takes the place of the reaper.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +39,18 @@ from docker.types import EndpointConfig
 
 from harness import images
 from harness.backends.base import Backend, Node, NodeConfig, render_config, start_all
+from harness.backends.docker_resources import (
+    LABEL_CLUSTER,
+    LABEL_OWNER,
+    LABEL_RUN,
+    remove_resources,
+    sweep_dead_runs,
+)
 from harness.errors import HarnessError, NotReadyError, UsageError
-from harness.impl import Implementation, load_profiles, parse_version
+from harness.images import resolve_image
+from harness.impl import Implementation
 from harness.runs import Run, proc_start_time
 
-LABEL_RUN = "org.redis-cluster-harness.run"
-LABEL_OWNER = "org.redis-cluster-harness.owner"  # "<pid>:<start time>" of the harness process
-LABEL_CLUSTER = "org.redis-cluster-harness.cluster"
 PORT = 6379
 RULE_TAG = "redis-cluster-harness"
 SUBNET_POOL = ipaddress.ip_network("10.213.0.0/16")
@@ -131,7 +135,7 @@ class DockerNode(Node):
             tc.start()
         except DOCKER_ERRORS as exc:
             raise HarnessError(
-                f"cannot start {self.name} from {be.image}: {images._reason(exc)}"
+                f"cannot start {self.name} from {be.image}: {images.reason(exc)}"
             ) from exc
         self.container = tc.get_wrapped_container()
 
@@ -141,7 +145,7 @@ class DockerNode(Node):
         try:
             return fn(*args, **kwargs)
         except DOCKER_ERRORS as exc:
-            raise HarnessError(f"{what} {self.name} {self.addr}: {images._reason(exc)}") from exc
+            raise HarnessError(f"{what} {self.name} {self.addr}: {images.reason(exc)}") from exc
 
     def start(self) -> None:
         if self.container is None:
@@ -263,7 +267,8 @@ class DockerBackend(Backend):
     def __init__(self, run: Run | None = None, *, network_faults: bool = False) -> None:
         self.run = run or Run.current()
         self.client = images.docker_client()
-        self.run.note("docker")  # the watchdog and the sweep then also clean up containers
+        # the watchdog and the sweep then also remove the run's containers and networks
+        self.run.note("harness.backends.docker_resources:remove_run_resources", self.run.id)
         sweep_dead_runs(self.client)
         self.image = ""
         self.server = ""
@@ -299,7 +304,7 @@ class DockerBackend(Backend):
             except docker.errors.APIError as exc:
                 if "overlap" in str(exc).lower():
                     continue  # taken meanwhile by another run
-                raise HarnessError(f"cannot create network {name}: {images._reason(exc)}") from exc
+                raise HarnessError(f"cannot create network {name}: {images.reason(exc)}") from exc
             self.network_name = name
             self.subnet = subnet
             return
@@ -370,107 +375,3 @@ class DockerBackend(Backend):
         remove_resources(self.client, {LABEL_RUN: self.run.id, LABEL_CLUSTER: self.cluster_id})
         self.nodes.clear()
         self.network = None
-
-
-def preflight(impl: Implementation) -> None:
-    """Check Docker and the binary once, before any test runs, so a problem is one line
-    rather than an error per test."""
-    images.docker_client().close()
-    if impl.image is None:
-        images.inspect_binary(impl.binary)
-
-
-def resolve_image(client: Any, impl: Implementation) -> tuple[str, str]:
-    """(image, server executable inside it) for ``impl``: its ``--image`` (identified by
-    :func:`identify_image`), or one built from its binary and reused while unchanged."""
-    if impl.image is not None:
-        return impl.image, impl.binary
-    ref = images.image_for_binary(impl.binary)
-    return ref, f"{images.BIN_DIR}/{Path(impl.binary).name}"
-
-
-def identify_image(image: str, profile_name: str | None = None) -> Implementation:
-    """The implementation inside ``image`` (``--image``): its servers' ``--version``."""
-    client = images.docker_client()
-    try:
-        client.images.get(image)
-    except docker.errors.ImageNotFound:
-        raise UsageError(
-            f"--image {image}: not found locally and there is no registry to pull from; "
-            "build one with `python -m harness image build`"
-        ) from None
-    except DOCKER_ERRORS as exc:
-        raise HarnessError(f"--image {image}: {images._reason(exc)}") from exc
-    profiles = load_profiles()
-    if profile_name is not None and profile_name not in profiles:
-        raise UsageError(
-            f"--impl {profile_name}: unknown implementation; known: {', '.join(sorted(profiles))}"
-        )
-    candidates = [profiles[profile_name]] if profile_name else list(profiles.values())
-    names = dict.fromkeys(
-        s.partition(":")[2] if ":" in s else s for p in candidates for s in p.binaries
-    )
-    seen = []
-    for name in names:
-        try:
-            code, out = images._run_once(client, image, ["--version"], entrypoint=[name])
-        except HarnessError:
-            continue
-        text = out.strip().splitlines()[0] if out.strip() else ""
-        m = text.split(" server v=")
-        if code != 0 or len(m) != 2:
-            continue
-        flavor, version = m[0].lower(), parse_version(m[1])
-        seen.append(f"{name}: {text[:60]}")
-        for p in candidates:
-            if p.matches(flavor, version):
-                return Implementation(p, name, flavor, version, text, image=image)
-    what = f" for {profile_name}" if profile_name else ""
-    found = "; ".join(seen) or "no redis-server/valkey-server that runs"
-    raise UsageError(f"--image {image}: no server{what} in it matches a profile ({found})")
-
-
-def remove_resources(client: Any, labels: dict[str, str]) -> None:
-    """Remove containers, then networks, carrying all of ``labels``."""
-    filters = {"label": [f"{k}={v}" for k, v in labels.items() if v]}
-    with contextlib.suppress(*DOCKER_ERRORS):
-        for c in client.containers.list(all=True, filters=filters):
-            with contextlib.suppress(*DOCKER_ERRORS):
-                c.remove(force=True, v=True)
-    with contextlib.suppress(*DOCKER_ERRORS):
-        for net in client.networks.list(filters=filters):
-            with contextlib.suppress(*DOCKER_ERRORS):
-                net.remove()
-
-
-def remove_run_resources(run_id: str) -> None:
-    """Everything of one run (called by the watchdog when the owner died)."""
-    with contextlib.suppress(HarnessError):
-        remove_resources(images.docker_client(), {LABEL_RUN: run_id})
-
-
-def _owner_alive(owner: str) -> bool:
-    pid_s, _, start = owner.partition(":")
-    try:
-        now = proc_start_time(int(pid_s))
-    except ValueError:
-        return False
-    return now is not None and now == start
-
-
-def sweep_dead_runs(client: Any) -> list[str]:
-    """Remove containers and networks of runs whose owner process is gone."""
-    dead: set[str] = set()
-    with contextlib.suppress(*DOCKER_ERRORS):
-        objs: Iterable[Any] = [
-            *client.containers.list(all=True, filters={"label": LABEL_RUN}),
-            *client.networks.list(filters={"label": LABEL_RUN}),
-        ]
-        for obj in objs:
-            labels = obj.attrs.get("Labels") or (obj.attrs.get("Config") or {}).get("Labels") or {}
-            run_id = labels.get(LABEL_RUN)
-            if run_id and not _owner_alive(labels.get(LABEL_OWNER, "")):
-                dead.add(run_id)
-    for run_id in dead:
-        remove_resources(client, {LABEL_RUN: run_id})
-    return sorted(dead)

@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     try:
         impl = state.implementation()
         if state.backend == "docker":
-            from harness.backends.docker import preflight
+            from harness.images import preflight
 
             preflight(impl)
     except HarnessError as exc:

@@ -50,7 +50,8 @@ from harness.wait import wait_for
 
 try:
     from harness import images
-    from harness.backends.docker import LABEL_OWNER, LABEL_RUN, PORT, RULE_TAG, remove_resources
+    from harness.backends.docker import PORT, RULE_TAG
+    from harness.backends.docker_resources import LABEL_OWNER, LABEL_RUN, remove_resources
 
     images.docker_client().close()
 except (ImportError, HarnessError) as exc:
