@@ -1,5 +1,13 @@
-"""Chaos: losing a master or a replica. A replica must take over within a bound derived
-from the node timeout, the map must heal, and the lost node must come back as a replica."""
+"""Chaos: losing a master or a replica. A lost master's replica must be promoted and serve
+its slots within a bound the specification implies (FAIL detection, then an election), the
+map must heal, and the lost node, back with its data, must rejoin as a replica. A lost
+replica must be flagged failed without touching slot coverage. A manual failover swaps the
+roles without losing acknowledged writes.
+
+Source: Redis Cluster specification, "Availability", "Fault Tolerance" / "Failure
+detection", "Configuration handling, propagation, and failovers" ("Replica election and
+promotion", "Replica rank", "How nodes rejoin the cluster"); the ``CLUSTER FAILOVER`` page.
+"""
 
 from __future__ import annotations
 
@@ -9,33 +17,38 @@ import time
 import pytest
 
 from harness import Cluster, key_for_slot
-from harness.plugin import Metrics
-from harness.wait import wait_for
+from harness.testing import FailoverWatcher, Metrics, wait_for
 
 
 def test_kill_master_promotes_its_replica(
     cluster: Cluster, metrics: Metrics, rng: random.Random
 ) -> None:
+    """MUST: when a master dies its replica is elected and serves the master's slots;
+    every node then agrees on the new owner; the old master, restarted with its data,
+    rejoins as a replica of the node that took its slots; and a write the replica
+    acknowledged (``WAIT``) before the fault survives it. SHOULD, and enforced: the
+    replica serves writes within ``failover_bound_ms`` of the kill (2·node timeout to
+    reach FAIL, 2 s for the election delay of 0.5-1 s and the vote, 1 s per extra replica
+    rank): the harness's reading of the specification, which states no number itself.
+
+    Redis Cluster specification, "Availability" (the majority side is available again
+    after NODE_TIMEOUT plus a few seconds), "Failure detection", "Replica election and
+    promotion", "Replica rank" and "How nodes rejoin the cluster" (a master whose last slot
+    was taken becomes a replica of the taker).
+    """
     master = rng.choice(cluster.initial_masters)
     replica = cluster.replicas_of(master)[0]
-    slot = cluster.first_slot(master)
-    key = key_for_slot(slot, prefix="failover:")
+    watcher = FailoverWatcher(cluster, master, replica, metrics=metrics)
+    slot, key = watcher.slot, watcher.key
+    assert key == key_for_slot(slot, prefix="failover:")
+    kept = key_for_slot(slot, prefix="kept:")
     with cluster.node_client(master) as c:
+        c.execute_command("SET", kept, "before")
         c.execute_command("SET", key, "before")
         assert int(c.execute_command("WAIT", 1, 5000)) == 1, "write not replicated before the fault"
 
     kill = cluster.faults.kill(master)
-    bound_ms = cluster.spec.failover_bound_ms()
-    wait_for(
-        lambda: cluster.probe_write(replica, key, "after-failover"),
-        bound_ms / 1000,
-        f"{replica.addr} serving writes for slot {slot}",
-        interval=0.01,
-    )
-    failover_ms = (time.monotonic_ns() - kill.t_ns) / 1e6
-    cluster.record("promoted", replica.addr, f"{failover_ms:.0f} ms")
-    metrics.record("failover_ms", failover_ms)
-    metrics.record("failover_bound_ms", bound_ms)
+    watcher.wait(kill, value="after-failover")
 
     wait_for(
         cluster.probe_healthy,
@@ -56,12 +69,23 @@ def test_kill_master_promotes_its_replica(
     metrics.record("rejoin_ms", (time.monotonic() - t_restart) * 1000)
     with cluster.node_client(replica) as c:
         assert c.execute_command("GET", key) == "after-failover"
+        assert c.execute_command("GET", kept) == "before", "a replicated write was lost"
     assert cluster.check().ok
 
 
 def test_killed_replica_is_flagged_failed_and_rejoins(
     cluster: Cluster, metrics: Metrics, rng: random.Random
 ) -> None:
+    """MUST: a dead replica is flagged ``fail`` by every other node (PFAIL after the node
+    timeout, FAIL once a majority of masters report it), within ``failover_bound_ms``;
+    losing a replica leaves slot coverage and the cluster state untouched; restarted, it
+    is accepted again as a replica of its master (the FAIL flag of a reachable replica is
+    cleared).
+
+    Redis Cluster specification, "Failure detection" (both masters and replicas can be
+    flagged; the FAIL flag is cleared when a replica is reachable again) and
+    "Availability".
+    """
     replica = rng.choice(cluster.initial_replicas)
     master = cluster.initial_master_of(replica)
     ev = cluster.faults.kill(replica)
@@ -85,23 +109,25 @@ def test_killed_replica_is_flagged_failed_and_rejoins(
 def test_manual_failover_swaps_roles_without_losing_writes(
     cluster: Cluster, metrics: Metrics
 ) -> None:
+    """MUST: ``CLUSTER FAILOVER`` (default form) sent to a replica promotes it; the old
+    master becomes its replica; no write the master acknowledged before is lost, since the
+    default form waits until the replica has processed the master's whole replication
+    stream before switching. The switch is expected within 10 s.
+
+    The ``CLUSTER FAILOVER`` page; Redis Cluster specification, "Client and Server roles
+    in the Redis cluster protocol" (manual failovers are orchestrated over the bus).
+    """
     master = cluster.initial_masters[0]
     replica = cluster.replicas_of(master)[0]
     slot = cluster.first_slot(master)
     keys = [key_for_slot(slot, prefix=f"manual{i}:") for i in range(20)]
+    watcher = FailoverWatcher(cluster, master, replica, slot=slot, key=keys[0], metrics=metrics)
     with cluster.node_client(master) as c:
         for k in keys:
             c.execute_command("SET", k, k)
-    t0 = time.monotonic()
-    cluster.record("manual-failover", replica.addr)
+    start = cluster.record("manual-failover", replica.addr)
     assert replica.call("CLUSTER", "FAILOVER") == "OK"
-    wait_for(
-        lambda: cluster.probe_write(replica, keys[0], keys[0]),
-        10,
-        f"{replica.addr} promoted by CLUSTER FAILOVER",
-        interval=0.01,
-    )
-    metrics.record("manual_failover_ms", (time.monotonic() - t0) * 1000)
+    watcher.wait(start, value=keys[0], bound_ms=10_000, metric="manual_failover_ms")
     wait_for(
         lambda: cluster.probe_replica_of(master, replica), 10, f"{master.addr} demoted to replica"
     )
