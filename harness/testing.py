@@ -30,7 +30,8 @@ from harness.wait import eventually, wait_for
 
 if TYPE_CHECKING:
     from harness.backends import Node
-    from harness.cluster import Cluster, Event
+    from harness.cluster import Cluster
+    from harness.history import Event
 
 __all__ = [
     "ErrorReply",

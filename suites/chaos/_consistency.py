@@ -3,13 +3,14 @@ failover happen (recorded on the timeline as ``fail-flag`` and ``promoted``)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
-from harness import Cluster, checkers, key_for_slot
+from harness import Cluster, checkers
 from harness.backends import Node
 from harness.checkers import Checker
 from harness.spec import slot_ranges
-from harness.wait import wait_for
+from harness.testing import FailoverWatcher
 
 
 def shard_of(cluster: Cluster) -> Callable[[int], str]:
@@ -44,17 +45,6 @@ def slots_of(cluster: Cluster, master: Node) -> frozenset[int]:
 
 
 def watch_failover(cluster: Cluster, master: Node, replica: Node, slot: int) -> None:
-    """Record when peers flag the master failed and when the replica serves its slots."""
-    bound = cluster.spec.failover_bound_ms() / 1000
-    key = key_for_slot(slot, prefix="probe:")
-    wait_for(
-        lambda: cluster.probe_flagged_failed(master),
-        bound,
-        f"{master.addr} flagged failed",
-        interval=0.01,
-    )
-    cluster.record("fail-flag", master.addr)
-    wait_for(
-        lambda: cluster.probe_write(replica, key), bound, f"{replica.addr} promoted", interval=0.01
-    )
-    cluster.record("promoted", replica.addr)
+    """From now: peers flag the master failed, then the replica serves its slot (both
+    recorded on the timeline, ``fail-flag`` and ``promoted``)."""
+    FailoverWatcher(cluster, master, replica, slot=slot).wait(time.monotonic_ns(), flagged=True)
