@@ -1,0 +1,156 @@
+"""Forming a cluster and waiting until it is ready: what "ready" means is here.
+
+Formation uses the cluster commands directly (ADDSLOTS[RANGE], SET-CONFIG-EPOCH, MEET,
+REPLICATE) instead of ``redis-cli --cluster create``: it is faster, works for any
+implementation that speaks the protocol, and every step can report what it saw.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from functools import partial
+
+import redis
+
+from harness.backends import Node
+from harness.checkers import healthy
+from harness.crc16 import key_for_slot
+from harness.observe import Observation
+from harness.spec import ClusterSpec, slot_ranges
+from harness.topology import NodeEntry
+from harness.wait import wait_for
+
+
+@functools.cache
+def _ready_key(slot: int) -> str:
+    return key_for_slot(slot, prefix="harness:ready:")
+
+
+class Formation(Observation):
+    """Formation and readiness of :class:`~harness.cluster.Cluster` (a mixin: the
+    cluster holds the state)."""
+
+    spec: ClusterSpec
+
+    @property
+    def initial_masters(self) -> list[Node]:
+        return self.nodes[: self.spec.masters]
+
+    @property
+    def initial_replicas(self) -> list[Node]:
+        return self.nodes[self.spec.masters :]
+
+    def initial_master_of(self, replica: Node) -> Node:
+        return self.nodes[(replica.index - self.spec.masters) % self.spec.masters]
+
+    def form(self) -> None:
+        for n in self.nodes:
+            n.node_id = str(n.call("CLUSTER", "MYID"))
+        for m, (lo, hi) in zip(self.initial_masters, slot_ranges(self.spec.masters), strict=True):
+            if self.impl.has("addslotsrange"):
+                m.call("CLUSTER", "ADDSLOTSRANGE", lo, hi)
+            else:
+                m.call("CLUSTER", "ADDSLOTS", *range(lo, hi + 1))
+        # Distinct epochs up front, as redis-cli does: no epoch collision to resolve later.
+        for i, n in enumerate(self.nodes):
+            n.call("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+        # Meet every pair directly rather than relying on gossip to spread membership:
+        # handshakes then finish within one cron tick, well inside the server's own 2 s
+        # writable delay, which is the floor of a bring-up.
+        for i, a in enumerate(self.nodes):
+            for b in self.nodes[i + 1 :]:
+                a.call("CLUSTER", "MEET", b.public_host, b.public_port)
+        for r in self.initial_replicas:
+            master = self.initial_master_of(r)
+            wait_for(
+                partial(self._try_replicate, r, master),
+                15,
+                f"{r.name} {r.addr} replicating {master.name} {master.addr}",
+            )
+
+    @staticmethod
+    def _try_replicate(replica: Node, master: Node) -> tuple[bool, str]:
+        """REPLICATE fails with "Unknown node" until the handshake with the master is done."""
+        try:
+            replica.call("CLUSTER", "REPLICATE", master.node_id)
+            return True, "ok"
+        except redis.exceptions.ResponseError as exc:
+            if "Unknown node" in str(exc):
+                return False, str(exc)
+            raise
+
+    def _readiness(self, nodes: Sequence[Node], expected: int | None) -> tuple[bool, str]:
+        snap = self.snapshot(nodes)
+        problems = list(healthy(snap).problems)
+        for v in snap.views:
+            known = int(v.info.get("cluster_known_nodes", 0))
+            want = expected if expected is not None else len(self.nodes)
+            if known != want:
+                problems.append(f"{v.observer} knows {known} nodes, expected {want}")
+            me = v.myself
+            if me is not None and me.is_replica:
+                rep = self.replication_info(self._node_at(v.observer))
+                if (
+                    rep.get("master_link_status") != "up"
+                    or rep.get("master_sync_in_progress") != "0"
+                ):
+                    problems.append(
+                        f"{v.observer} replica sync not finished (link {rep.get('master_link_status')}, "
+                        f"sync_in_progress {rep.get('master_sync_in_progress')})"
+                    )
+            busy = [n for n in v.nodes if n.suspected or n.in_handshake]
+            if busy:
+                problems.append(
+                    f"{v.observer} still sees {', '.join(f'{n.addr} {sorted(n.flags)}' for n in busy)}"
+                )
+        if not problems and snap.views:
+            problems = self._unstreamed_replicas(snap.views[0].nodes, nodes)
+        if problems:
+            return False, "\n  ".join(problems) + "\n" + snap.describe()
+        return True, ""
+
+    def _unstreamed_replicas(
+        self, entries: Sequence[NodeEntry], nodes: Sequence[Node]
+    ) -> list[str]:
+        r"""Masters not yet streaming to all their live replicas. A replica that finished a
+        full sync over a socket reports itself synced while its master still holds the new
+        writes back until the replica's next REPLCONF ACK (up to a second): a write the
+        master acknowledges then is lost if it dies. So readiness writes (and deletes) a
+        key on each master and ``WAIT``\ s for its replicas to acknowledge it."""
+        live = {n.node_id for n in nodes}
+        problems = []
+        for m in entries:
+            if not m.is_master or not m.slots or m.node_id not in live:
+                continue
+            want = sum(1 for e in entries if e.master_id == m.node_id and e.node_id in live)
+            if not want:
+                continue
+            key = _ready_key(m.slots[0][0])
+            node = self.node_by_id(m.node_id)
+            try:
+                with node.client(timeout=2.0) as c:
+                    c.set(key, "1")
+                    c.delete(key)
+                    acked = int(c.execute_command("WAIT", want, 1000))
+            except redis.exceptions.ResponseError as exc:
+                if "unknown command" in str(exc).lower():
+                    continue  # a server without WAIT: its sync state is all there is
+                raise
+            if acked < want:
+                problems.append(
+                    f"{node.addr} master: {acked} of {want} replicas acknowledged a write "
+                    "(replication not streaming yet)"
+                )
+        return problems
+
+    def wait_ready(self, timeout: float | None = None, nodes: Sequence[Node] | None = None) -> None:
+        """Wait until every node (default: every live one) reports ``cluster_state:ok``
+        with all slots, all agree on the map, every replica finished its first sync and
+        the masters stream to them (see :meth:`_unstreamed_replicas`)."""
+        wait_for(
+            lambda: self._readiness(nodes if nodes is not None else self.live_nodes(), None),
+            timeout or self.spec.ready_timeout_s,
+            f"cluster of {len(self.nodes)} ready",
+            describe=lambda s: f"\n  {s}",
+        )
