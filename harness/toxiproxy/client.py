@@ -1,8 +1,8 @@
 """A client for any Toxiproxy: the embedded server, a ``toxiproxy-server`` binary, a
 container, or whatever ``TOXIPROXY_URL`` names.
 
-It speaks the REST API directly (urllib, no extra dependency): toxiproxy-python 0.1.1
-keeps the server address in class attributes (one server per process), has no HTTP
+It speaks the REST API directly (urllib: synchronous, as its callers are): toxiproxy-python
+0.1.1 keeps the server address in class attributes (one server per process), has no HTTP
 timeouts and no PATCH, so it cannot drive several servers or fail fast. Every call here
 has a timeout, and every error names the server, the request and Toxiproxy's message.
 """

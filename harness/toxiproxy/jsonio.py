@@ -1,9 +1,10 @@
-"""JSON in and out the way Toxiproxy's Go server does it.
+"""JSON in and out the way Toxiproxy's clients expect.
 
-Clients are written against the real server, so the embedded one decodes request bodies
-with Go's ``encoding/json`` rules (first value only, keys matched case-insensitively,
-``null`` leaves a field alone, integers must be integer literals) and reports failures in
-the same ``{"error": ..., "status": ...}`` shape with the same messages where it matters.
+Clients are written against the Go server, so request bodies are read by its rules (first
+value only, keys matched case-insensitively, ``null`` leaves a field alone, integers must
+be integer literals) and errors keep its ``{"error": ..., "status": ...}`` shape and its
+messages for the API's own errors. What is wrong with a malformed body is said in our own
+words after Toxiproxy's ``bad request body:`` prefix: clients match on the status only.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ class ApiError(Exception):
 
 
 # The messages of Toxiproxy's own errors (api.go), so clients that match on them keep working.
-BAD_REQUEST_BODY = "bad request body"
-MISSING_FIELD = "missing required field"
 PROXY_NOT_FOUND = ApiError("proxy not found", 404)
 PROXY_EXISTS = ApiError("proxy already exists", 409)
 INVALID_STREAM = ApiError("stream was invalid, can be either upstream or downstream", 400)
@@ -40,64 +39,39 @@ TOXIC_NOT_FOUND = ApiError("toxic not found", 404)
 
 
 def bad_body(detail: str) -> ApiError:
-    return ApiError(f"{BAD_REQUEST_BODY}: {detail}", 400)
+    return ApiError(f"bad request body: {detail}", 400)
 
 
 def missing_field(what: str) -> ApiError:
-    return ApiError(f"{MISSING_FIELD}: {what}", 400)
+    return ApiError(f"missing required field: {what}", 400)
+
+
+def expected(what: str, value: object) -> ApiError:
+    """A body value of the wrong kind: ``expected an integer for attributes.latency, not "1"``."""
+    shown = json.dumps(value)
+    return bad_body(f"expected {what}, not {shown if len(shown) <= 60 else shown[:57] + '...'}")
 
 
 def _reject_constant(name: str) -> object:
-    raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
+    raise ValueError(f"{name} is not JSON")
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def decode(body: bytes) -> object:
-    """Decode the first JSON value of ``body`` (Go's ``Decoder.Decode`` ignores the rest)."""
+    """The first JSON value of ``body``; the rest is ignored, as Go's ``Decoder`` does."""
     text = body.decode("utf-8", errors="replace").lstrip(" \t\r\n")
     if not text:
-        raise bad_body("EOF")
+        raise bad_body("empty body, expected JSON")
     try:
         value, _ = _DECODER.raw_decode(text)
     except json.JSONDecodeError as exc:
-        if exc.pos >= len(text):
-            raise bad_body("unexpected EOF") from None
-        if exc.msg == "Expecting value":
-            raise bad_body(
-                f"invalid character '{text[exc.pos]}' looking for beginning of value"
-            ) from None
-        raise bad_body(f"invalid character '{text[exc.pos]}' ({exc.msg.lower()})") from None
-    except ValueError as exc:  # NaN / Infinity are not JSON for Go
-        raise bad_body(str(exc)) from None
+        problem = "it ends early" if exc.pos >= len(text) else exc
+        raise bad_body(f"not JSON ({problem})") from None
+    except ValueError as exc:  # NaN / Infinity
+        raise bad_body(f"not JSON ({exc})") from None
     return value
-
-
-def kind(value: object) -> str:
-    """Go's name for a JSON value's kind in "cannot unmarshal" messages."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "null"
-
-
-def type_error(value: object, where: str, go_type: str) -> ApiError:
-    what = kind(value)
-    if what == "number" and go_type.startswith(("int", "uint")):  # Go quotes the literal here
-        what = f"number {json.dumps(value)}"
-    return bad_body(f"json: cannot unmarshal {what} into Go struct field {where} of type {go_type}")
-
-
-def value_error(value: object, go_type: str) -> ApiError:
-    return bad_body(f"json: cannot unmarshal {kind(value)} into Go value of type {go_type}")
 
 
 def field(obj: Mapping[str, object], name: str) -> object:
@@ -111,25 +85,25 @@ def field(obj: Mapping[str, object], name: str) -> object:
     return found
 
 
-def get_str(obj: Mapping[str, object], name: str, struct_name: str) -> str | None:
+def get_str(obj: Mapping[str, object], name: str) -> str | None:
     value = field(obj, name)
     if value is None or isinstance(value, str):
         return value
-    raise type_error(value, f"{struct_name}.{name}", "string")
+    raise expected(f"a string for {name}", value)
 
 
-def get_bool(obj: Mapping[str, object], name: str, struct_name: str) -> bool | None:
+def get_bool(obj: Mapping[str, object], name: str) -> bool | None:
     value = field(obj, name)
     if value is None or isinstance(value, bool):
         return value
-    raise type_error(value, f"{struct_name}.{name}", "bool")
+    raise expected(f"true or false for {name}", value)
 
 
 def as_int64(value: object, where: str) -> int:
-    """An int64 as Go decodes it: an integer literal in range, nothing else."""
+    """An int64 as Go decodes it: an integer literal in range, nothing else (not 1.0)."""
     if isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX:
         return value
-    raise type_error(value, where, "int64")
+    raise expected(f"a 64-bit integer for {where}", value)
 
 
 def float32(value: float) -> float:
@@ -145,7 +119,7 @@ def as_float32(value: object, where: str) -> float:
         result = float32(float(value))
         if math.isfinite(result):
             return result
-    raise type_error(value, where, "float32")
+    raise expected(f"a number for {where}", value)
 
 
 def float32_json(value: float) -> int | float:

@@ -1,6 +1,6 @@
-"""Serving the API: a small HTTP/1.1 server, the in-process ``ToxiproxyServer`` (its own
-event loop on a background thread, for synchronous tests and the harness) and ``main``
-(foreground, until SIGINT/SIGTERM, for ``python -m harness toxiproxy``).
+"""Serving the API over aiohttp: the in-process ``ToxiproxyServer`` (its own event loop on
+a background thread, for synchronous tests and the harness) and ``main`` (foreground,
+until SIGINT/SIGTERM, for ``python -m harness toxiproxy``).
 
 The HTTP server lives on the same event loop as the proxies, so an API call and the
 connections it changes never race across threads.
@@ -10,171 +10,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http
 import random
 import signal
 import sys
 import threading
-import time
-from email.utils import formatdate
 from pathlib import Path
 from types import TracebackType
 
-from harness.loops import LoopKind, loop_factory
-from harness.toxiproxy.api import Api, Response
-from harness.toxiproxy.jsonio import ApiError
-from harness.toxiproxy.proxy import bind
+from aiohttp import web
 
-MAX_HEAD = 64 * 1024
-MAX_BODY = 16 * 1024 * 1024
+from harness.loops import LoopKind, loop_factory
+from harness.toxiproxy.addr import bind
+from harness.toxiproxy.api import Api
+from harness.toxiproxy.jsonio import ApiError
+
 IDLE_TIMEOUT = 60.0  # as Toxiproxy's server: idle keep-alive connections are closed
-READ_TIMEOUT = 15.0
 CLOSE_TIMEOUT = 5.0
 
 
-class _BadRequest(Exception):
-    pass
-
-
-class HttpServer:
-    """HTTP/1.1 (keep-alive, Content-Length or chunked bodies, 100-continue) for ``Api``."""
-
-    def __init__(self, api: Api) -> None:
-        self.api = api
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._clients: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
-
-    async def start(self, host: str, port: int) -> None:
-        """Listen on one address (a name resolving to several must not get several ports)."""
-        try:
-            sock = await bind(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-        except ApiError as exc:
-            raise OSError(exc.message) from None
-        self._server = await asyncio.start_server(self._serve_client, sock=sock, limit=MAX_HEAD)
-        self.port = sock.getsockname()[1]
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for writer in list(self._clients.values()):
-            writer.close()
-        if self._clients:
-            await asyncio.wait(list(self._clients), timeout=CLOSE_TIMEOUT)
-        if self._server is not None:
-            await self._server.wait_closed()
-
-    async def _serve_client(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._clients[task] = writer
-        try:
-            while await self._one_request(reader, writer):
-                pass
-        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
-            pass
-        except _BadRequest as exc:
-            with contextlib.suppress(ConnectionError):
-                await _write(writer, Response(400, f"{exc}\n".encode(), "text/plain"), True)
-        finally:
-            del self._clients[task]
-            writer.close()
-
-    async def _one_request(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> bool:
-        """Serve one request; whether the connection stays open for another."""
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT)
-        except asyncio.LimitOverrunError:
-            raise _BadRequest("request header too large") from None
-        except asyncio.IncompleteReadError:
-            return False
-        lines = head.decode("latin-1").lstrip("\r\n").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            raise _BadRequest("malformed request line")
-        method, target, version = parts
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            if not line:
-                continue
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise _BadRequest("malformed header line")
-            key = name.strip().lower()
-            headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-        connection = headers.get("connection", "").lower()
-        keep_alive = (
-            "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
-        )
-        if headers.get("expect", "").lower() == "100-continue":
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        body = await asyncio.wait_for(_read_body(reader, headers), READ_TIMEOUT)
-        response = await self.api.handle(method, target, body, headers.get("user-agent", ""))
-        await _write(writer, response, not keep_alive)
-        return keep_alive
-
-
-async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            line = await reader.readuntil(b"\r\n")
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _BadRequest("malformed chunk size") from None
-            if size == 0:
-                while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
-                    pass
-                return b"".join(chunks)
-            total += size
-            if total > MAX_BODY:
-                raise _BadRequest("request body too large")
-            chunks.append(await reader.readexactly(size))
-            await reader.readexactly(2)
-    length_text = headers.get("content-length", "0")
-    if not length_text.isdigit():
-        raise _BadRequest("malformed Content-Length")
-    length = int(length_text)
-    if length > MAX_BODY:
-        raise _BadRequest("request body too large")
-    return await reader.readexactly(length) if length else b""
-
-
-async def _write(writer: asyncio.StreamWriter, response: Response, close: bool) -> None:
-    status = http.HTTPStatus(response.status)
-    head = [f"HTTP/1.1 {status.value} {status.phrase}", f"Date: {formatdate(usegmt=True)}"]
-    if response.content_type:
-        head.append(f"Content-Type: {response.content_type}")
-    head.extend(f"{name}: {value}" for name, value in response.headers)
-    if response.status != 204:
-        head.append(f"Content-Length: {len(response.body)}")
-    if close:
-        head.append("Connection: close")
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body)
-    await writer.drain()
-
-
-async def _shutdown(api: Api, http_server: HttpServer) -> None:
-    """Close listeners and connections, and wait (bounded) until their sockets are gone,
-    so nothing outlives ``stop()``."""
-    endpoints = [
-        ep
-        for proxy in api.proxies.values()
-        for conn in proxy.connections
-        for ep in (conn.client, conn.server)
-        if ep is not None and ep.transport is not None  # a socket was made: wait for its end
-    ]
-    await api.close()
-    await http_server.close()
-    deadline = time.monotonic() + CLOSE_TIMEOUT
-    while any(not ep.closed for ep in endpoints) and time.monotonic() < deadline:
-        await asyncio.sleep(0)
+async def _listen(api: Api, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve ``api`` on one address (a name resolving to several must not get several
+    ports); the runner and the port it got."""
+    try:
+        sock = await bind(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    except ApiError as exc:
+        raise OSError(exc.message) from None
+    runner = web.AppRunner(
+        api.app(), access_log=None, keepalive_timeout=IDLE_TIMEOUT, shutdown_timeout=CLOSE_TIMEOUT
+    )
+    try:
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+    except BaseException:
+        sock.close()
+        await runner.cleanup()
+        raise
+    return runner, sock.getsockname()[1]
 
 
 def _url(host: str, port: int) -> str:
@@ -186,7 +57,8 @@ class ToxiproxyServer:
 
     Synchronous code starts it, points any Toxiproxy client at ``url`` and stops it;
     ``stop()`` closes every proxy listener and connection and ends the thread.
-    ``seed`` makes toxicity rolls, jitter and slicing reproducible.
+    ``seed`` makes toxicity rolls, jitter and slicing reproducible; ``populate`` (a JSON
+    list of proxies, as for ``/populate``) is loaded before ``start()`` returns.
     """
 
     def __init__(
@@ -196,10 +68,12 @@ class ToxiproxyServer:
         *,
         seed: int | None = None,
         loop: LoopKind = "auto",
+        populate: bytes | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.seed = seed
+        self.populate = populate
         self._loop_kind: LoopKind = loop
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -216,7 +90,8 @@ class ToxiproxyServer:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self, timeout: float = 10.0) -> ToxiproxyServer:
-        """Listen and serve; returns once the API answers (raises if it cannot listen)."""
+        """Listen and serve; returns once the API answers. Raises ``OSError`` if it cannot
+        listen, ``ApiError`` if ``populate`` fails."""
         if self._thread is not None:
             raise RuntimeError("ToxiproxyServer already started")
         self._ready.clear()
@@ -270,14 +145,17 @@ class ToxiproxyServer:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         api = Api(random.Random(self.seed))
-        http_server = HttpServer(api)
-        await http_server.start(self.host, self.port)
-        self.port = http_server.port
-        self._ready.set()
+        runner, self.port = await _listen(api, self.host, self.port)
         try:
+            if self.populate is not None:
+                async with api.lock:
+                    _, error = await api.load(self.populate)
+                if error is not None:
+                    raise error
+            self._ready.set()
             await self._stopping.wait()
         finally:
-            await _shutdown(api, http_server)
+            await runner.cleanup()  # closes the proxies too (the app's cleanup)
 
 
 def main(
@@ -290,37 +168,27 @@ def main(
 ) -> int:
     """Serve in the foreground until SIGINT or SIGTERM; 0 on a clean stop, 1 if the API
     port cannot be used or ``config`` (a JSON list of proxies, as for ``/populate``) fails."""
-
-    async def serve() -> int:
-        api = Api(random.Random(seed))
-        http_server = HttpServer(api)
-        try:
-            await http_server.start(host, port)
-        except OSError as exc:
-            print(f"toxiproxy: {exc}", file=sys.stderr)
-            return 1
-        stop = asyncio.Event()
-        running = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            running.add_signal_handler(sig, stop.set)
-        try:
-            if config is not None:
-                try:
-                    data = Path(config).read_bytes()
-                except OSError as exc:
-                    print(f"toxiproxy: cannot read {config}: {exc.strerror}", file=sys.stderr)
-                    return 1
-                result = await api.handle("POST", "/populate", data)
-                if result.status != 201:
-                    print(f"toxiproxy: {config}: {result.body.decode().strip()}", file=sys.stderr)
-                    return 1
-            print(f"toxiproxy API listening on {_url(host, http_server.port)}", flush=True)
-            await stop.wait()
-            return 0
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                running.remove_signal_handler(sig)
-            await _shutdown(api, http_server)
-
-    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
-        return runner.run(serve())
+    try:
+        data = None if config is None else Path(config).read_bytes()
+    except OSError as exc:
+        print(f"toxiproxy: cannot read {config}: {exc.strerror}", file=sys.stderr)
+        return 1
+    server = ToxiproxyServer(host, port, seed=seed, loop=loop, populate=data)
+    stop = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signals}
+    try:
+        server.start()
+        print(f"toxiproxy API listening on {server.url}", flush=True)
+        stop.wait()
+        return 0
+    except OSError as exc:
+        print(f"toxiproxy: {exc}", file=sys.stderr)
+        return 1
+    except ApiError as exc:
+        print(f"toxiproxy: {config}: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.stop()

@@ -33,7 +33,6 @@ class ToxicType:
     attributes: tuple[str, ...]
     pipe: Pipe
     buffer_bytes: int = CHAN_LIMIT
-    go_int: str = "int64"  # the Go field type, for error messages
     check: Callable[[Mapping[str, int]], str | None] = lambda attrs: None
     closes_on_removal: bool = False
 
@@ -247,7 +246,6 @@ TYPES: dict[str, ToxicType] = {
             "slicer",
             ("average_size", "size_variation", "delay"),
             pipe_slicer,
-            go_int="int",
             check=_check_slicer,
         ),
         ToxicType("limit_data", ("bytes",), pipe_limit_data),
@@ -273,11 +271,11 @@ def decode_attributes(
     attrs = {name: 0 for name in ttype.attributes} if base is None else dict(base)
     if raw is not None:
         if not isinstance(raw, dict):
-            raise jsonio.type_error(raw, "ToxicWrapper.attributes", f"toxics.{ttype.name}")
+            raise jsonio.expected("an object for attributes", raw)
         for name in ttype.attributes:
             value = jsonio.field(raw, name)
             if value is not None:
-                attrs[name] = jsonio.as_int64(value, f"ToxicWrapper.attributes.{name}")
+                attrs[name] = jsonio.as_int64(value, f"attributes.{name}")
     problem = ttype.check(attrs)
     if problem is not None:
         raise jsonio.bad_body(problem)
@@ -286,7 +284,7 @@ def decode_attributes(
 
 def _toxicity(obj: Mapping[str, object], default: float) -> float:
     value = jsonio.field(obj, "toxicity")
-    return default if value is None else jsonio.as_float32(value, "ToxicWrapper.toxicity")
+    return default if value is None else jsonio.as_float32(value, "toxicity")
 
 
 def new_toxic(body: bytes, exists: Callable[[str], bool]) -> Toxic:
@@ -294,14 +292,14 @@ def new_toxic(body: bytes, exists: Callable[[str], bool]) -> Toxic:
     body, stream, type, duplicate name (409), attributes."""
     obj = jsonio.decode(body)
     if not isinstance(obj, dict):
-        raise jsonio.value_error(obj, "toxics.ToxicWrapper")
-    name = jsonio.get_str(obj, "name", "ToxicWrapper") or ""
-    type_name = jsonio.get_str(obj, "type", "ToxicWrapper") or ""
-    stream = jsonio.get_str(obj, "stream", "ToxicWrapper") or DOWNSTREAM
+        raise jsonio.expected("a JSON object (a toxic)", obj)
+    name = jsonio.get_str(obj, "name") or ""
+    type_name = jsonio.get_str(obj, "type") or ""
+    stream = jsonio.get_str(obj, "stream") or DOWNSTREAM
     toxicity = _toxicity(obj, 1.0)
     raw_attrs = jsonio.field(obj, "attributes")
     if raw_attrs is not None and not isinstance(raw_attrs, dict):
-        raise jsonio.type_error(raw_attrs, "ToxicWrapper.attributes", "toxics.NoopToxic")
+        raise jsonio.expected("an object for attributes", raw_attrs)
     direction = parse_direction(stream)
     if not name:
         name = f"{type_name}_{stream}"
@@ -319,7 +317,7 @@ def updated_toxic(toxic: Toxic, body: bytes) -> Toxic:
     ``attributes`` (merged) and ``toxicity`` change; name, type and stream cannot."""
     obj = jsonio.decode(body)
     if not isinstance(obj, dict):
-        raise jsonio.value_error(obj, "struct { Attributes interface {}; Toxicity float32 }")
+        raise jsonio.expected("a JSON object (attributes, toxicity)", obj)
     toxicity = _toxicity(obj, toxic.toxicity)
     attrs = decode_attributes(toxic.type, jsonio.field(obj, "attributes"), toxic.attributes)
     return replace(toxic, toxicity=toxicity, attributes=attrs)

@@ -12,11 +12,12 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from harness.toxiproxy import jsonio
+from harness.toxiproxy.addr import parse_port, split_host_port
 from harness.toxiproxy.api import Api
 from harness.toxiproxy.jsonio import ApiError
-from harness.toxiproxy.proxy import parse_port, split_host_port
 from harness.toxiproxy.stream import Chan, Chunk, Item, Stage, now
 from harness.toxiproxy.toxics import TYPES, Toxic, new_toxic, slice_offsets, updated_toxic
 
@@ -119,24 +120,24 @@ def test_toxiproxy_errors(value: object, status: int, message: str) -> None:
 @pytest.mark.parametrize(
     ("raw", "detail"),
     [
-        (b"", "EOF"),
-        (b"   ", "EOF"),
-        (b'{"type": ', "unexpected EOF"),
-        (b"nope", "invalid character 'n' looking for beginning of value"),
-        (b'{"type": NaN}', "invalid character"),
-        (b"[1]", "cannot unmarshal array"),
+        (b"", "empty body"),
+        (b"   ", "empty body"),
+        (b'{"type": ', "not JSON (it ends early)"),
+        (b"nope", "not JSON (Expecting value"),
+        (b'{"type": NaN}', "not JSON (NaN is not JSON)"),
+        (b"[1]", "expected a JSON object (a toxic), not [1]"),
+        (b'{"type": 3}', "expected a string for type, not 3"),
+        (b'{"type": "latency", "toxicity": "high"}', 'expected a number for toxicity, not "high"'),
+        (b'{"type": "latency", "toxicity": true}', "expected a number for toxicity, not true"),
+        (b'{"type": "latency", "attributes": [1]}', "expected an object for attributes, not [1]"),
+        (b'{"type": "latency", "attributes": {"latency": "100"}}', 'attributes.latency, not "100"'),
+        (b'{"type": "latency", "attributes": {"latency": 1.5}}', "attributes.latency, not 1.5"),
+        (b'{"type": "latency", "attributes": {"latency": 1e3}}', "attributes.latency, not 1000.0"),
+        (b'{"type": "latency", "attributes": {"latency": true}}', "attributes.latency, not true"),
         (
-            b'{"type": 3}',
-            "cannot unmarshal number into Go struct field ToxicWrapper.type of type string",
+            b'{"type": "latency", "attributes": {"latency": 9223372036854775808}}',
+            "expected a 64-bit integer for attributes.latency",
         ),
-        (b'{"type": "latency", "toxicity": "high"}', "cannot unmarshal string"),
-        (b'{"type": "latency", "toxicity": true}', "cannot unmarshal bool"),
-        (b'{"type": "latency", "attributes": [1]}', "cannot unmarshal array"),
-        (b'{"type": "latency", "attributes": {"latency": "100"}}', "cannot unmarshal string"),
-        (b'{"type": "latency", "attributes": {"latency": 1.5}}', "cannot unmarshal number 1.5"),
-        (b'{"type": "latency", "attributes": {"latency": 1e3}}', "cannot unmarshal number 1000"),
-        (b'{"type": "latency", "attributes": {"latency": true}}', "cannot unmarshal bool"),
-        (b'{"type": "latency", "attributes": {"latency": 9223372036854775808}}', "of type int64"),
         (
             b'{"type": "slicer", "attributes": {"average_size": 0}}',
             "average_size must be at least 1",
@@ -273,17 +274,28 @@ def test_ports() -> None:
         parse_port("99999")
 
 
-# -- API without sockets ----------------------------------------------------------------
+# -- API routes (the aiohttp app in-process; its proxies do not listen) ---------------
 
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coro)
 
 
+async def call(api: Api, requests: list[tuple[str, str, bytes, dict[str, str]]]) -> list[Any]:
+    """(status, body) of each request, served by ``api``'s aiohttp application."""
+    out = []
+    async with TestClient(TestServer(api.app())) as client:
+        for method, path, data, headers in requests:
+            response = await client.request(method, path, data=data, headers=headers)
+            out.append((response.status, await response.read()))
+    await api.close()
+    return out
+
+
 def test_api_routes_and_errors_without_listening() -> None:
     async def scenario() -> list[tuple[int, bytes]]:
         api = Api(random.Random(0))
-        out = []
+        requests = []
         for method, path, data in [
             ("GET", "/proxies", b""),
             ("POST", "/proxies", body({"name": "p", "upstream": "127.0.0.1:1", "enabled": False})),
@@ -295,10 +307,8 @@ def test_api_routes_and_errors_without_listening() -> None:
             ("POST", "/populate", b"[]"),
             ("POST", "/populate", body([{"name": "q"}])),
         ]:
-            response = await api.handle(method, path, data)
-            out.append((response.status, response.body))
-        await api.close()
-        return out
+            requests.append((method, path, data, {}))
+        return await call(api, requests)
 
     results = run(scenario())
     assert results[0] == (200, b"{}")
@@ -311,9 +321,10 @@ def test_api_routes_and_errors_without_listening() -> None:
         "toxics": [],
     }
     assert results[2][0] == 200
-    assert results[3] == (404, b'{"error":"proxy not found","status":404}\n')
-    assert results[4] == (405, b"")
-    assert results[5] == (404, b"404 page not found\n")
+    assert results[3][0] == 404
+    assert json.loads(results[3][1]) == {"error": "proxy not found", "status": 404}
+    assert results[4][0] == 405
+    assert results[5][0] == 404
     assert results[6][0] == 404
     assert results[7] == (201, b'{"proxies":null}')  # Go's empty slice is null
     assert json.loads(results[8][1]) == {
@@ -324,8 +335,8 @@ def test_api_routes_and_errors_without_listening() -> None:
 
 
 def test_browsers_are_refused() -> None:
-    response = run(Api().handle("GET", "/proxies", b"", user_agent="Mozilla/5.0"))
-    assert (response.status, response.body) == (403, b"User agent not allowed\n")
+    (response,) = run(call(Api(), [("GET", "/proxies", b"", {"User-Agent": "Mozilla/5.0"})]))
+    assert response == (403, b"User agent not allowed")
 
 
 # -- toxic behaviour on an in-memory pipeline ----------------------------------------------
