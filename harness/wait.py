@@ -2,7 +2,10 @@
 
 Nothing sleeps to synchronise. A probe is called until it reports success; on timeout
 the error carries the last observed state, so a failure says what the cluster looked like
-rather than just "timed out".
+rather than just "timed out". Only errors that mean "not yet" are retried (a refused or
+timed-out connection, LOADING, CLUSTERDOWN, TRYAGAIN...: :func:`not_yet`); anything else,
+and :class:`Hopeless`, ends the wait at once, as testcontainers' ``waiting_utils`` does
+with its transient exceptions: a binary that exited is not retried for the whole timeout.
 """
 
 from __future__ import annotations
@@ -11,9 +14,41 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import redis
+
 from harness.errors import HarnessError, NotReadyError
 
 T = TypeVar("T")
+
+#: exception types that mean "not yet": the node is starting, loading, unreachable for
+#: now, or the cluster is still converging
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, timed out (builtin TimeoutError and ConnectionError too)
+    NotReadyError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ClusterError,  # includes CLUSTERDOWN and "slot not covered"
+    redis.exceptions.TryAgainError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.AskError,
+    redis.exceptions.MovedError,
+)
+#: error reply codes that mean "not yet" when a client reports them as a plain error
+TRANSIENT_CODES = ("LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "MOVED", "ASK", "BUSY")
+
+
+def not_yet(exc: BaseException) -> bool:
+    """Does ``exc`` mean the state may still come (retry), rather than that the probe is
+    wrong or the state can never come (stop)?"""
+    if isinstance(exc, Hopeless):
+        return False
+    if isinstance(exc, TRANSIENT):
+        return True
+    if isinstance(exc, redis.exceptions.ResponseError):
+        code = str(exc).split(" ", 1)[0].upper()
+        return code in TRANSIENT_CODES
+    return False
 
 
 class Hopeless(HarnessError):
@@ -30,8 +65,9 @@ def wait_for(
 ) -> T:
     """Call ``probe`` until it returns ``(True, value)``; return that value.
 
-    Exceptions from the probe count as "not yet" and are reported if the deadline passes,
-    except :class:`Hopeless`, which ends the wait at once.
+    Exceptions that mean "not yet" (:func:`not_yet`) are retried and reported if the
+    deadline passes; any other exception ends the wait at once, with a note of what was
+    being waited for and the last observed state.
     """
     deadline = time.monotonic() + timeout
     last: str = "never probed"
@@ -41,9 +77,10 @@ def wait_for(
             if done:
                 return value
             last = describe(value)
-        except Hopeless:
-            raise
-        except Exception as exc:  # any probe failure means "not yet"
+        except Exception as exc:
+            if not not_yet(exc):
+                exc.add_note(f"while waiting for {what}; last observed: {last}")
+                raise
             last = f"{type(exc).__name__}: {exc}"
         if time.monotonic() >= deadline:
             raise NotReadyError(f"{what}: not reached within {timeout:.1f}s; last observed: {last}")

@@ -27,7 +27,6 @@ import ipaddress
 import os
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +45,11 @@ from harness.backends.docker_resources import (
     remove_resources,
     sweep_dead_runs,
 )
-from harness.errors import HarnessError, NotReadyError, UsageError
+from harness.errors import HarnessError, UsageError
 from harness.images import resolve_image
 from harness.impl import Implementation
 from harness.runs import Run, proc_start_time
+from harness.wait import Hopeless, wait_for
 
 PORT = 6379
 RULE_TAG = "redis-cluster-harness"
@@ -158,28 +158,27 @@ class DockerNode(Node):
         self.state = "running"
 
     def wait_answering(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
         client = self.client(timeout=0.5)
-        last = "no answer yet"
+
+        def pong() -> tuple[bool, str]:
+            try:
+                if client.execute_command("PING") in ("PONG", True):  # type: ignore[no-untyped-call]
+                    return True, "PONG"
+            except redis.exceptions.RedisError as exc:
+                seen = str(exc)
+            else:
+                seen = "no PONG"
+            self.container.reload()
+            if self.container.status in ("exited", "dead"):
+                code = self.container.attrs["State"].get("ExitCode")
+                self.state = "stopped"
+                raise Hopeless(
+                    f"{self.name} {self.addr} exited at start-up (code {code}): {self._reason()}"
+                )
+            return False, seen
+
         try:
-            while True:
-                try:
-                    if client.execute_command("PING") in ("PONG", True):  # type: ignore[no-untyped-call]
-                        return
-                except redis.exceptions.RedisError as exc:
-                    last = str(exc)
-                self.container.reload()
-                if self.container.status in ("exited", "dead"):
-                    code = self.container.attrs["State"].get("ExitCode")
-                    self.state = "stopped"
-                    raise HarnessError(
-                        f"{self.name} {self.addr} exited at start-up (code {code}): {self._reason()}"
-                    )
-                if time.monotonic() >= deadline:
-                    raise NotReadyError(
-                        f"{self.name} {self.addr} does not answer PING after {timeout:.0f}s: {last}"
-                    )
-                time.sleep(0.01)
+            wait_for(pong, timeout, f"{self.name} {self.addr} answering PING", interval=0.01)
         finally:
             client.close()
 
@@ -212,16 +211,11 @@ class DockerNode(Node):
         self.state = "stopped"
 
     def _wait_status(self, wanted: set[str], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        def status() -> tuple[bool, str]:
             self.container.reload()
-            if self.container.status in wanted:
-                return
-            if time.monotonic() >= deadline:
-                raise NotReadyError(
-                    f"{self.name}: container status {self.container.status}, wanted {wanted}"
-                )
-            time.sleep(0.01)
+            return self.container.status in wanted, f"container status {self.container.status}"
+
+        wait_for(status, timeout, f"{self.name} container {'/'.join(sorted(wanted))}")
 
     def log_text(self, max_bytes: int = 20000) -> str:
         if self.container is None:

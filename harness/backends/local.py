@@ -16,15 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import redis
-
 from harness import netns
 from harness.backends.base import Backend, Node, NodeConfig, render_config, start_all
-from harness.errors import HarnessError, NotReadyError, NotSupportedError, UsageError
+from harness.errors import HarnessError, NotSupportedError, UsageError
 from harness.impl import Implementation
 from harness.netns import RULE_TAG, Namespace
 from harness.ports import PortLease
 from harness.runs import Run
+from harness.wait import Hopeless, wait_for
 
 
 class LocalNode(Node):
@@ -112,24 +111,16 @@ class LocalNode(Node):
         return f"{self.name} {self.addr} exited at start-up (code {self.proc.returncode}): {reason}"
 
     def wait_answering(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
         client = self.client(timeout=0.5)
-        last = "no answer yet"
+
+        def pong() -> tuple[bool, str]:
+            if self.proc is None or self.proc.poll() is not None:
+                self._reap()
+                raise Hopeless(self._exited_message())
+            return client.execute_command("PING") in ("PONG", b"PONG", True), "no PONG"  # type: ignore[no-untyped-call]
+
         try:
-            while True:
-                if self.proc is None or self.proc.poll() is not None:
-                    self._reap()
-                    raise HarnessError(self._exited_message())
-                try:
-                    if client.execute_command("PING") in ("PONG", b"PONG", True):  # type: ignore[no-untyped-call]
-                        return
-                except redis.exceptions.RedisError as exc:
-                    last = str(exc)
-                if time.monotonic() >= deadline:
-                    raise NotReadyError(
-                        f"{self.name} {self.addr} does not answer PING after {timeout:.0f}s: {last}"
-                    )
-                time.sleep(0.005)
+            wait_for(pong, timeout, f"{self.name} {self.addr} answering PING", interval=0.005)
         finally:
             client.close()
 

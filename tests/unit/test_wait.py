@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
+import redis
 
 from harness import wait
 from harness.errors import HarnessError, NotReadyError
-from harness.wait import Hopeless, eventually, wait_for
+from harness.wait import Hopeless, eventually, not_yet, wait_for
 
 TINY = 0.05
 FAST = 0.001
@@ -148,7 +150,7 @@ def test_wait_for_polls_at_interval_until_deadline(clock: FakeClock) -> None:
 
 @pytest.mark.parametrize(
     ("raise_on", "shown"),
-    [(1, "last observed: settling"), (0, "last observed: RuntimeError: flaky")],
+    [(1, "last observed: settling"), (0, "last observed: ConnectionError: flaky")],
 )
 def test_wait_for_reports_only_the_latest_observation(
     clock: FakeClock, raise_on: int, shown: str
@@ -157,7 +159,7 @@ def test_wait_for_reports_only_the_latest_observation(
 
     def probe() -> tuple[bool, str]:
         if next(calls) % 2 == raise_on:
-            raise RuntimeError("flaky")
+            raise ConnectionError("flaky")
         return False, "settling"
 
     with pytest.raises(NotReadyError) as exc:
@@ -231,3 +233,45 @@ def test_a_hopeless_probe_ends_the_wait_at_once() -> None:
     with pytest.raises(Hopeless, match="producer ended"):
         wait_for(probe, 30, "something")
     assert next(calls) == 2  # probed once, not until the 30 s deadline
+
+
+def test_an_error_that_is_not_transient_ends_the_wait_at_once() -> None:
+    calls = itertools.count(1)
+
+    def probe() -> tuple[bool, str]:
+        n = next(calls)
+        if n == 1:
+            return False, "forming"
+        raise KeyError("node id")  # a bug in the probe: retrying cannot help
+
+    started = time.monotonic()
+    with pytest.raises(KeyError) as exc:
+        wait_for(probe, timeout=30, what="ready", interval=FAST)
+    assert time.monotonic() - started < 5
+    assert exc.value.__notes__ == ["while waiting for ready; last observed: forming"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "retried"),
+    [
+        ("LOADING Redis is loading the dataset in memory", True),
+        ("CLUSTERDOWN The cluster is down", True),
+        ("TRYAGAIN Multiple keys request during rehashing of slot", True),
+        ("WRONGTYPE Operation against a key holding the wrong kind of value", False),
+        ("ERR unknown command 'CLUSTER'", False),
+    ],
+)
+def test_error_replies_are_retried_only_when_they_mean_not_yet(reply: str, retried: bool) -> None:
+    assert not_yet(redis.exceptions.ResponseError(reply)) is retried
+
+
+def test_connection_problems_and_not_ready_are_retried() -> None:
+    for exc in (
+        ConnectionRefusedError(111, "refused"),
+        redis.exceptions.ConnectionError("Error 111 connecting"),
+        redis.exceptions.TimeoutError("Timeout reading from socket"),
+        redis.exceptions.BusyLoadingError("loading"),
+        NotReadyError("not yet"),
+    ):
+        assert not_yet(exc), exc
+    assert not not_yet(Hopeless("exited"))
