@@ -97,6 +97,8 @@ class Cluster(Formation):
         self.events.append(ev)
         line = f"harness: {action} {node} {detail}".rstrip()
         for n in self.live_nodes():
+            if n in self.faults.busy:
+                continue
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
                 n.call("DEBUG", "LOG", line, timeout=0.5)
         return ev

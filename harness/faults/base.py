@@ -54,6 +54,9 @@ class FaultGroup:
 
     def __init__(self, target: Target) -> None:
         self.target = target
+        #: nodes a fault keeps from answering for now although they run (the timeline
+        #: does not wait on them to write its line into their logs)
+        self.busy: set[Node] = set()
 
     def inject(
         self, kind: FaultKind, node: str, apply: Callable[[], None], detail: str = ""
