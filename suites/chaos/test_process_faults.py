@@ -11,10 +11,14 @@ persistence" page ("Append-only file").
 
 from __future__ import annotations
 
+import random
+import time
+
 import pytest
 
 from harness import Cluster, checkers, key_for_slot
-from harness.testing import never, wait_for
+from harness.backends import Node
+from harness.testing import Metrics, never, wait_for
 
 
 @pytest.mark.cluster(masters=3, replicas=1, persistence="aof")
@@ -105,3 +109,50 @@ def test_graceful_restart_of_every_node_keeps_the_map(cluster: Cluster) -> None:
     for r in cluster.initial_replicas:
         ok, seen = cluster.probe_replica_of(r, cluster.initial_master_of(r))
         assert ok, f"{r.addr} came back in another role: {seen}"
+
+
+@pytest.mark.cluster(masters=3, replicas=1, node_timeout_ms=1000)
+def test_stalled_replica_is_flagged_failed_and_cleared_when_it_answers(
+    cluster: Cluster, metrics: Metrics, rng: random.Random
+) -> None:
+    """MUST: a replica whose main thread is blocked (``DEBUG SLEEP``, as a slow disk
+    would) past the node timeout is flagged FAIL by every other node, without any effect
+    on slot coverage; and once it answers again the FAIL flag MUST be cleared, since a
+    replica that is reachable again is not failed over.
+
+    Redis Cluster specification, "Failure detection" ("Clearing FAIL flags": "The node is
+    reachable again and it is a replica"); the DEBUG SLEEP stall is the harness's
+    ``stall`` fault.
+    """
+    replica = rng.choice(cluster.initial_replicas)
+    master = cluster.initial_master_of(replica)
+    others = [n for n in cluster.nodes if n is not replica]
+    bound_s = cluster.spec.failover_bound_ms() / 1000
+    with cluster.faults.stalled(replica, bound_s + 2) as stall:
+        ev = cluster.events[-1]
+        assert ev.action == "stall" and ev.node == replica.addr
+        wait_for(
+            lambda: cluster.probe_flagged_failed(replica),
+            bound_s,
+            f"{replica.addr} flagged fail by every node while stalled",
+        )
+        metrics.record("fail_detect_ms", (time.monotonic_ns() - ev.t_ns) / 1e6)
+        verdict = cluster.check(others)
+        assert verdict.ok, f"a stalled replica must not affect slot coverage:\n{verdict}"
+    assert stall.error is None
+    assert any(e.action == "stall-healed" and e.node == replica.addr for e in cluster.events)
+    wait_for(
+        lambda: _no_fail_flag_on(cluster, replica),
+        bound_s,
+        f"FAIL flag of {replica.addr} cleared once it answers",
+    )
+    wait_for(lambda: cluster.probe_replica_of(replica, master), 20, f"{replica.addr} a replica")
+    cluster.wait_ready(20)
+
+
+def _no_fail_flag_on(cluster: Cluster, node: Node) -> tuple[bool, str]:
+    flags = {}
+    for v in cluster.snapshot([n for n in cluster.nodes if n is not node], False).views:
+        entry = v.by_id().get(node.node_id or "")
+        flags[v.observer] = sorted(entry.flags) if entry else ["unknown"]
+    return all("fail" not in f and "fail?" not in f for f in flags.values()), str(flags)
