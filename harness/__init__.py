@@ -1,8 +1,11 @@
 """Chaos and conformance test harness for Redis Cluster implementations.
 
-Library entry points: :class:`Cluster` / :class:`ClusterSpec` to run clusters,
-:mod:`harness.checkers` to judge topology snapshots, :mod:`harness.impl` to describe the
-server under test. The pytest plugin (:mod:`harness.plugin`) is a thin layer over these.
+Library entry points, in Jepsen's split: where nodes run (:mod:`harness.backends`,
+through :class:`Cluster` / :class:`ClusterSpec`), what breaks them (:mod:`harness.faults`),
+what clients did (:mod:`harness.workload`, :mod:`harness.history`: one timeline), the
+verdicts (:mod:`harness.checkers`), a test as one value (:class:`Scenario`), and the
+report (:mod:`harness.report`). The pytest plugin (:mod:`harness.plugin`) and the CLI
+(:mod:`harness.cli`) are thin layers over these.
 """
 
 from harness.checkers import Verdict
@@ -10,6 +13,7 @@ from harness.cluster import Cluster
 from harness.crc16 import key_for_slot, key_slot
 from harness.errors import HarnessError
 from harness.impl import Implementation
+from harness.scenario import Scenario
 from harness.spec import ClusterSpec
 from harness.wait import eventually, wait_for
 
@@ -18,6 +22,7 @@ __all__ = [
     "ClusterSpec",
     "HarnessError",
     "Implementation",
+    "Scenario",
     "Verdict",
     "eventually",
     "key_for_slot",

@@ -85,8 +85,12 @@ def test_isolated_master_is_replaced_and_rejoins_as_replica(
 def test_majority_minority_split_keeps_the_majority_serving(
     cluster: Cluster, metrics: Metrics
 ) -> None:
-    """Minority: master A and the replica of master B. The majority (two masters) must
-    promote A's replica; B keeps its slots; A refuses writes; healing converges."""
+    """Minority: master A and the replica of master B. The majority side (two masters)
+    MUST promote A's replica, B MUST keep its slots, A MUST refuse writes once it has not
+    heard a majority of masters for the node timeout, and after healing both cut-off
+    nodes MUST rejoin as replicas of their current masters (Redis Cluster
+    specification, "Availability", "Replica election and promotion", "How nodes rejoin
+    the cluster")."""
     a, b, c = cluster.initial_masters
     a_replica, b_replica = cluster.replicas_of(a)[0], cluster.replicas_of(b)[0]
     key_a = key_for_slot(cluster.first_slot(a), prefix="split-a:")
