@@ -232,6 +232,11 @@ class Backend(abc.ABC):
     def __init__(self, run: Run | None = None, *, network_faults: bool = False) -> None:
         """``network_faults``: set up the nodes so links between them can be cut."""
 
+    def why_links_stay(self) -> str:
+        """Why network faults cannot be applied to this backend's nodes (it is not
+        :class:`CutsLinks`), in one line that says what to do instead."""
+        return f"the {self.name} backend cannot cut links between nodes"
+
     def proxy_host(self) -> str:
         """An address of this host that both the nodes and the harness reach: where
         proxies in front of the nodes listen."""

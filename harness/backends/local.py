@@ -190,6 +190,12 @@ class LocalBackend(Backend):
             cls = NamespacedBackend
         return super().__new__(cls)
 
+    def why_links_stay(self) -> str:
+        return (
+            "this local cluster has no namespace; create it with network_faults=True "
+            "(or mark the test @pytest.mark.requires('network_faults'))"
+        )
+
     def proxy_host(self) -> str:
         return self.ns.host_addr if self.ns is not None else "127.0.0.1"
 

@@ -47,10 +47,7 @@ class NetworkFaults(FaultGroup):
     def _links(self) -> CutsLinks:
         be = self.target.backend
         if not isinstance(be, CutsLinks):
-            raise NotSupportedError(
-                f"the {be.name} backend cannot cut links here; start the cluster with "
-                "network_faults=True (or mark the test @pytest.mark.requires('network_faults'))"
-            )
+            raise NotSupportedError(be.why_links_stay())
         return be
 
     def isolate(self, node: Node) -> Event:
