@@ -89,18 +89,23 @@ class Cluster(Formation):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def record(self, action: str, node: str, detail: str = "") -> Event:
+    def record(self, action: str, node: str, detail: str = "", *, ahead: bool = False) -> Event:
         """Put a step on the timeline (faults record themselves; suites mark what they
         observed: ``promoted``, ``fail-flag``...), and into every live node's log with
-        ``DEBUG LOG``, so a server log reads next to the timeline."""
-        ev = Event(time.monotonic_ns(), action, node, detail, time.time_ns())
-        self.events.append(ev)
+        ``DEBUG LOG``, so a server log reads next to the timeline. ``ahead``: the step is
+        about to happen (a fault being injected), so the log lines are written first and
+        the time taken just before it happens; otherwise the time is when it was seen."""
         line = f"harness: {action} {node} {detail}".rstrip()
+        if not ahead:
+            ev = Event(time.monotonic_ns(), action, node, detail, time.time_ns())
         for n in self.live_nodes():
             if n in self.faults.busy:
                 continue
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
                 n.call("DEBUG", "LOG", line, timeout=0.5)
+        if ahead:
+            ev = Event(time.monotonic_ns(), action, node, detail, time.time_ns())
+        self.events.append(ev)
         return ev
 
     # -- clients --------------------------------------------------------------------

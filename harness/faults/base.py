@@ -35,7 +35,7 @@ class Target(Protocol):
     @property
     def events(self) -> list[Event]: ...
 
-    def record(self, action: str, node: str, detail: str = "") -> Event: ...
+    def record(self, action: str, node: str, detail: str = "", *, ahead: bool = False) -> Event: ...
 
 
 def as_nodes(nodes: Node | Iterable[Node]) -> list[Node]:
@@ -61,9 +61,10 @@ class FaultGroup:
     def inject(
         self, kind: FaultKind, node: str, apply: Callable[[], None], detail: str = ""
     ) -> Event:
-        """Record ``kind`` (before applying it: the node's own log gets the line while it
-        still can), then apply; on failure the event is taken back."""
-        ev = self.target.record(kind.name, node, detail)
+        """Record ``kind`` just before applying it (the node's own log gets the line
+        while it still can, and the time is the moment before the fault), then apply; on
+        failure the event is taken back."""
+        ev = self.target.record(kind.name, node, detail, ahead=True)
         try:
             apply()
         except BaseException:
