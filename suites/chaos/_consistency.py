@@ -44,7 +44,20 @@ def slots_of(cluster: Cluster, master: Node) -> frozenset[int]:
     return frozenset(s for lo, hi in me.slots for s in range(lo, hi + 1))
 
 
-def watch_failover(cluster: Cluster, master: Node, replica: Node, slot: int) -> None:
-    """From now: peers flag the master failed, then the replica serves its slot (both
-    recorded on the timeline, ``fail-flag`` and ``promoted``)."""
-    FailoverWatcher(cluster, master, replica, slot=slot).wait(time.monotonic_ns(), flagged=True)
+def watch_failover(
+    cluster: Cluster, master: Node, replica: Node, slot: int, bound_ms: int | None = None
+) -> None:
+    """From now, within ``bound_ms`` (default the automatic-failover bound): peers flag
+    the master failed, then the replica serves its slot (both recorded on the timeline,
+    ``fail-flag`` and ``promoted``)."""
+    FailoverWatcher(cluster, master, replica, slot=slot).wait(
+        time.monotonic_ns(), flagged=True, bound_ms=bound_ms
+    )
+
+
+def election_retry_ms(cluster: Cluster) -> int:
+    """How much later a replica tries again after an election it did not win: twice the
+    vote timeout MAX(2·node timeout, 2 s), then 500-1000 ms of delay (``auth_retry_time``
+    in ``clusterHandleSlaveFailover``, the servers' ``cluster.c`` / ``cluster_legacy.c``).
+    Replicas of masters that died together can split the votes of one epoch."""
+    return 2 * max(2 * cluster.spec.node_timeout_ms, 2000) + 1000

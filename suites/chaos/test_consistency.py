@@ -23,7 +23,7 @@ from harness.plugin import Metrics, WorkloadFactory
 from harness.scenario import Scenario, steps
 from harness.wait import wait_for
 
-from ._consistency import slots_of, standard_checkers, watch_failover
+from ._consistency import election_retry_ms, slots_of, standard_checkers, watch_failover
 
 NT_FAST = 1000  # node timeout for the fault suites: failovers in about a second
 
@@ -110,7 +110,10 @@ def test_kill_two_masters_at_once(
     workload: WorkloadFactory,
 ) -> None:
     """Two masters killed together: both replicas MUST be elected (the remaining
-    majority of masters votes for each) and nothing outside the window is lost."""
+    majority of masters votes for each) and nothing outside the window is lost. Their
+    elections may split the votes of one epoch, so each is given the failover bound
+    plus one election retry (specification, "Replica election and promotion": a
+    replica that did not win tries again after twice the vote timeout)."""
     victims = rng.sample(cluster.initial_masters, 2)
     heirs = [cluster.replicas_of(m)[0] for m in victims]
     first = [cluster.first_slot(m) for m in victims]
@@ -118,8 +121,9 @@ def test_kill_two_masters_at_once(
     def faults(c: Cluster) -> None:
         for m in victims:
             c.faults.kill(m)
+        bound_ms = c.spec.failover_bound_ms() + election_retry_ms(c)
         for m, r, slot in zip(victims, heirs, first, strict=True):
-            watch_failover(c, m, r, slot)
+            watch_failover(c, m, r, slot, bound_ms)
         for m in victims:
             c.faults.start(m)
         c.wait_ready(30)
