@@ -8,7 +8,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from harness.checkers.availability import Unavailable, availability, failover_phases
-from harness.checkers.base import Result
+from harness.checkers.base import Figures, Result
 from harness.checkers.counter import CounterResult, check_counter
 from harness.checkers.register import RegisterResult, check_register
 from harness.checkers.sets import SetResult, check_set
@@ -38,6 +38,11 @@ class SetChecker:
         return Result(self.name, "invalid" if bad else "valid", summarise(r), r.describe(), r)
 
 
+def _judged(name: str, r: CounterResult | RegisterResult, figures: Figures) -> Result:
+    """The verdict of a checker whose result says itself whether it is ok."""
+    return Result(name, "valid" if r.ok else "invalid", figures, r.describe(), r)
+
+
 @dataclass(frozen=True)
 class CounterChecker:
     """Counter workload: invalid when a final value leaves its bounds."""
@@ -46,9 +51,7 @@ class CounterChecker:
 
     def check(self, history: History) -> Result:
         r = check_counter(history)
-        return Result(
-            self.name, "valid" if r.ok else "invalid", summarise(counter=r), r.describe(), r
-        )
+        return _judged(self.name, r, summarise(counter=r))
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,7 @@ class RegisterChecker:
 
     def check(self, history: History) -> Result:
         r = check_register(history)
-        return Result(
-            self.name, "valid" if r.ok else "invalid", summarise(register=r), r.describe(), r
-        )
+        return _judged(self.name, r, summarise(register=r))
 
 
 @dataclass(frozen=True)
