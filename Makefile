@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench matrix clean
 
 $(VENV)/.installed: pyproject.toml scripts/setup-system.sh
 	bash scripts/setup-system.sh
@@ -22,6 +22,11 @@ run: setup
 ## the harness's own tests (unit, integration on real servers, bad input, leaks)
 test: setup
 	$(PY) -m pytest tests $(ARGS)
+
+## the full matrix (every suite, implementation, backend, plain and secured); CI runs a
+## subset. ONLY='docker-*' narrows it; reports in reports/matrix/
+matrix: setup
+	bash scripts/matrix.sh
 
 lint: setup
 	$(VENV)/bin/ruff check .

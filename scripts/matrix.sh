@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The full matrix behind `make matrix`: every suite on every verified implementation, on
+# both backends, plain and secured. CI runs a subset of it (see .ci/run); run the whole of
+# it before resolving an issue that adds a suite. Each run writes reports/matrix/NAME/; the
+# table at the end is read from their summary.json files. ONLY=PATTERN runs the rows whose
+# name matches the (bash) glob, e.g. `make matrix ONLY='*tls*'`.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+py=.venv/bin/python
+only=${ONLY:-*}
+failed=()
+
+# name | arguments of `python -m harness run`
+rows=(
+  "local-redis-6.2|--impl redis-6.2 --suite all"
+  "local-redis-7.0|--impl redis-7.0 --suite all"
+  "local-valkey-8.0|--impl valkey-8.0 --suite all"
+  "docker-redis-6.2|--backend docker --impl redis-6.2 --suite all"
+  "docker-redis-7.0|--backend docker --impl redis-7.0 --suite all"
+  "docker-valkey-8.0|--backend docker --impl valkey-8.0 --suite all"
+)
+
+t_all=$SECONDS
+for row in "${rows[@]}"; do
+  name=${row%%|*}
+  # shellcheck disable=SC2053  # the pattern is a glob on purpose
+  [[ $name == $only ]] || continue
+  read -r -a args <<<"${row#*|}"
+  t0=$SECONDS
+  echo "== matrix $name: python -m harness run ${args[*]}" >&2
+  if ! $py -m harness run "${args[@]}" --report-dir "reports/matrix/$name"; then
+    failed+=("$name")
+  fi
+  echo "== matrix $name: $((SECONDS - t0)) s" >&2
+done
+$py scripts/summaries.py reports/matrix
+echo "== matrix total: $((SECONDS - t_all)) s"
+if ((${#failed[@]})); then
+  echo "matrix: failed: ${failed[*]}" >&2
+  exit 1
+fi
