@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from harness.cluster import Cluster
+from harness.errors import NotSupportedError
 from harness.plugin.state import STATE, HarnessState
 from harness.report import (
     TestResult,
@@ -32,6 +33,12 @@ def pytest_runtest_makereport(
 ) -> Generator[None, Any, Any]:
     report = yield
     clusters = item.stash.get(CLUSTERS, [])
+    if report.failed and call.excinfo is not None and call.excinfo.errisinstance(NotSupportedError):
+        # the backend cannot do what the test asked (kill a node of an external
+        # cluster): a skip with the backend's reason, not a failure of the cluster
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {call.excinfo.value}")
+        return report
     if report.failed and call.excinfo is not None:
         impl = item.config.stash[STATE].impl
         ref = None
@@ -83,6 +90,8 @@ class Reporter:
                 res.message = str(report.wasxfail)
             else:
                 res.outcome = report.outcome
+                if report.skipped and isinstance(report.longrepr, tuple):
+                    res.message = str(report.longrepr[2])
             if report.failed:
                 res.message = _short_message(report)
         elif report.skipped and report.when == "setup":
@@ -107,6 +116,7 @@ class Reporter:
                 "binary": impl.binary,
             },
             "backend": state.backend,
+            "nodes": state.nodes,
             "seed": state.seed,
             "workload_engine": state.workload_engine,
             "node_timeout_ms": state.node_timeout_ms,
