@@ -17,7 +17,6 @@ The harness owns nothing here, so it promises three things:
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NoReturn
@@ -26,12 +25,9 @@ import redis
 
 from harness import impl as impls
 from harness.backends.base import Backend, Node, NodeConfig, control_client
-from harness.cluster import Cluster
 from harness.errors import HarnessError, NotSupportedError, UsageError
-from harness.history import Event
 from harness.impl import Implementation
 from harness.runs import Run
-from harness.spec import ClusterSpec
 from harness.topology import NodeEntry, parse_cluster_nodes, parse_info
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
@@ -286,48 +282,3 @@ def preflight(named: Sequence[tuple[str, int]], name: str | None = None) -> Impl
     found = discover(named)
     first = found.nodes[0]
     return identify(found.info_server, first.addr, name)
-
-
-def attach(
-    named: Sequence[tuple[str, int]], impl: Implementation, backend: ExternalBackend | None = None
-) -> AttachedCluster:
-    """A :class:`~harness.cluster.Cluster` over the running nodes, shaped as they are."""
-    found = discover(named)
-    masters, replicas = found.shape()
-    timeout = found.node_timeout_ms or ClusterSpec.node_timeout_ms
-    spec = ClusterSpec(masters=masters, replicas=replicas, node_timeout_ms=timeout)
-    return AttachedCluster(
-        spec, impl, backend or ExternalBackend(), list(found.nodes), discovery=found
-    )
-
-
-@dataclass
-class AttachedCluster(Cluster):
-    """An external cluster: roles come from what the nodes reported at attach time, and
-    the timeline stays in the harness (it writes nothing into servers' logs it does not
-    own)."""
-
-    discovery: Discovery | None = None
-
-    def _found(self) -> Discovery:
-        assert self.discovery is not None, "created by attach()"
-        return self.discovery
-
-    @property
-    def initial_masters(self) -> list[Node]:
-        return list(self._found().masters)
-
-    @property
-    def initial_replicas(self) -> list[Node]:
-        return list(self._found().replicas)
-
-    def initial_master_of(self, replica: Node) -> Node:
-        return self.node_by_id(self._found().master_of[replica.node_id or ""])
-
-    def form(self) -> None:
-        raise UsageError("the harness never forms or alters an external cluster")
-
-    def record(self, action: str, node: str, detail: str = "", *, ahead: bool = False) -> Event:
-        ev = Event(time.monotonic_ns(), action, node, detail, time.time_ns())
-        self.events.append(ev)
-        return ev

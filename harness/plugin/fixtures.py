@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from harness.backends.external import attach, check_options, discover
+from harness.attach import attach
+from harness.backends.external import check_options, discover
 from harness.cluster import Cluster
 from harness.errors import HarnessError
 from harness.impl import Implementation

@@ -23,8 +23,8 @@ import redis
 from sandbox import Sandbox, assert_one_line_cli_error, outcome
 
 from harness.backends.base import control_client
-from harness.ports import PortLease
 from harness.checkers import healthy
+from harness.ports import PortLease
 from harness.topology import NodeView, Snapshot, parse_cluster_nodes, parse_info
 from harness.wait import wait_for
 
@@ -84,8 +84,22 @@ def _start_server(directory: Path, port: int, *extra: str) -> subprocess.Popen[b
     env = {k: v for k, v in os.environ.items() if k != "LEAKTEST"}
     with (directory / "server.log").open("wb") as log:
         return subprocess.Popen(
-            [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
-            + ["--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0", *extra],
+            [
+                REDIS,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--repl-diskless-sync-delay",
+                "0",
+                *extra,
+            ],
             cwd=directory,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -128,8 +142,15 @@ def outside(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outside]:
             wait_for(lambda p=p: _answering(p), 15, f"redis-server on {p}")
         assert REDIS_CLI is not None
         subprocess.run(
-            [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports)]
-            + ["--cluster-replicas", "1", "--cluster-yes"],
+            [
+                REDIS_CLI,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in ports),
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
             check=True,
             capture_output=True,
             timeout=60,
@@ -153,7 +174,17 @@ def summary(box: Sandbox) -> dict[str, dict[str, Any]]:
 
 def check_external(box: Sandbox, outside: Outside, *args: str) -> subprocess.CompletedProcess[str]:
     reports = str(box.dir / "reports")
-    return harness(box, "run", "--backend", "external", "--nodes", outside.nodes, "--report-dir", reports, *args)
+    return harness(
+        box,
+        "run",
+        "--backend",
+        "external",
+        "--nodes",
+        outside.nodes,
+        "--report-dir",
+        reports,
+        *args,
+    )
 
 
 def test_conformance_runs_on_the_outside_cluster_and_leaves_it_as_it_was(
@@ -255,9 +286,7 @@ def test_a_node_not_in_cluster_mode_is_refused(sandbox: Sandbox, tmp_path: Path)
     ],
     ids=["no-nodes", "no-port", "bad-port", "port-range", "local", "docker"],
 )
-def test_bad_external_options_are_one_line(
-    sandbox: Sandbox, args: list[str], expect: str
-) -> None:
+def test_bad_external_options_are_one_line(sandbox: Sandbox, args: list[str], expect: str) -> None:
     assert_one_line_cli_error(harness(sandbox, "run", *args), expect)
 
 
