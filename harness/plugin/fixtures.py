@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 from collections.abc import Callable, Iterator
@@ -48,7 +49,9 @@ WorkloadFactory = Callable[..., Workload]
 
 
 @pytest.fixture
-def workload(harness_state: HarnessState) -> Iterator[WorkloadFactory]:
+def workload(
+    harness_state: HarnessState, cluster_factory: ClusterFactory
+) -> Iterator[WorkloadFactory]:
     """Factory: ``workload(cluster, kind="set", clients=4, rate=600, ...)`` builds a
     :class:`~harness.workload.Workload` seeded from ``--seed``, with the client engine of
     ``--workload-engine``, its keys under the run's prefix; keyword arguments are
@@ -63,10 +66,11 @@ def workload(harness_state: HarnessState) -> Iterator[WorkloadFactory]:
         made.append(Workload(cluster, WorkloadSpec(**spec)))
         return made[-1]
 
-    yield make
+    yield make  # torn down before cluster_factory: the clusters still serve
     for wl in made:
         if not wl.cluster.backend.owns_cluster:
-            wl.stop()
+            with contextlib.suppress(HarnessError):  # the test has seen it already
+                wl.stop()
             wl.remove_keys()
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import redis
-from sandbox import Sandbox, assert_one_line_cli_error, outcome
+from sandbox import PYTEST, Sandbox, assert_one_line_cli_error, assert_pytest_usage_error, outcome
 
 from harness.backends.base import control_client
 from harness.checkers import healthy
@@ -255,6 +255,27 @@ def test_a_cluster_with_an_unassigned_slot_fails_naming_it(
     assert "1 slots unassigned: 5460" in res.stdout, outcome(res)
 
 
+FAILS_MID_WORKLOAD = """
+def test_fails_mid_workload(cluster, workload):
+    wl = workload(cluster, kind="set", clients=2, rate=400, max_ops=2000)
+    with wl.running():
+        wl.wait_ops(200)
+        keys = [k for k in wl.keys if cluster.client().exists(k)]
+        assert keys and all(k.startswith("harness:") for k in keys), keys
+        raise AssertionError("deliberate failure with the workload's keys in place")
+"""
+
+
+def test_workload_keys_are_removed_when_a_test_fails(sandbox: Sandbox, outside: Outside) -> None:
+    (sandbox.dir / "test_generated.py").write_text(FAILS_MID_WORKLOAD)
+    args = ["test_generated.py", "--backend", "external", "--nodes", outside.nodes]
+    res = sandbox.run([*PYTEST, *args], timeout=120)
+    assert res.returncode == 1, outcome(res)
+    assert "deliberate failure with the workload's keys in place" in res.stdout, outcome(res)
+    for port in outside.masters():
+        assert outside.keys(port, "*") == [], f"keys left on {port}"
+
+
 def test_every_node_must_be_named(sandbox: Sandbox, outside: Outside) -> None:
     five = ",".join(f"127.0.0.1:{p}" for p in outside.ports[:5])
     res = harness(sandbox, "run", "--backend", "external", "--nodes", five)
@@ -288,6 +309,12 @@ def test_a_node_not_in_cluster_mode_is_refused(sandbox: Sandbox, tmp_path: Path)
 )
 def test_bad_external_options_are_one_line(sandbox: Sandbox, args: list[str], expect: str) -> None:
     assert_one_line_cli_error(harness(sandbox, "run", *args), expect)
+
+
+def test_the_plugin_refuses_external_without_nodes(sandbox: Sandbox) -> None:
+    (sandbox.dir / "test_generated.py").write_text("def test_nothing(cluster):\n    pass\n")
+    res = sandbox.run([*PYTEST, "test_generated.py", "--backend", "external"], timeout=60)
+    assert_pytest_usage_error(res, "--backend external needs --nodes")
 
 
 def test_an_unreachable_node_is_one_line(sandbox: Sandbox) -> None:
