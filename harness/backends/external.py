@@ -187,7 +187,8 @@ def discover(named: Sequence[tuple[str, int]]) -> Discovery:
                     f"{'replica' if e.is_replica else 'master'}) that is not in --nodes; "
                     "name every node of the cluster (the harness talks to no other address)"
                 )
-            if e.is_myself and (e.host, e.port) != where:
+            # a node never met by another does not know its address yet (empty host)
+            if e.is_myself and e.host and (e.host, e.port) != where:
                 raise UsageError(
                     f"--nodes: {where[0]}:{where[1]} announces itself as {e.addr}; name it "
                     "that way (clients follow redirections to announced addresses)"
@@ -205,7 +206,8 @@ def discover(named: Sequence[tuple[str, int]]) -> Discovery:
         (i for i in ids.values() if i not in master_of),
         key=lambda i: (not entry[i].slots, entry[i].slots[:1]),
     )
-    replicas = sorted(master_of, key=lambda r: (masters.index(master_of[r]), entry[r].addr))
+    rank = {m: i for i, m in enumerate(masters)}
+    replicas = sorted(master_of, key=lambda r: (rank.get(master_of[r], len(rank)), entry[r].addr))
     nodes = tuple(ExternalNode(k, *by_id[i], i) for k, i in enumerate([*masters, *replicas]))
     timeout = _node_timeout(*named[0])
     return Discovery(nodes, master_of, info_server, timeout)

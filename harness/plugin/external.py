@@ -27,6 +27,19 @@ def destructive_reason(item: pytest.Item, allow: bool) -> str | None:
     return f"external cluster: destructive{what}; pass --allow-destructive to run it"
 
 
+def keyspace_reason(item: pytest.Item) -> str | None:
+    """Why a ``whole_keyspace`` test never runs on an external cluster, or None: it
+    counts keys it did not write, so only a cluster holding nothing else will do."""
+    mark = item.get_closest_marker("whole_keyspace")
+    if mark is None:
+        return None
+    what = mark.args[0] if mark.args else "counts every key"
+    return (
+        f"external cluster: the test {what}, so it needs a cluster holding only its own "
+        "keys (one the harness starts)"
+    )
+
+
 def mismatch(settings: Mapping[str, Any], found: Discovery, any_shape: bool) -> str | None:
     """Why a cluster with these marker settings is not the external one, or None. The
     node timeout is not compared: bounds are derived from the cluster's real one."""
@@ -63,8 +76,12 @@ def skip_unfit(state: HarnessState, items: list[pytest.Item]) -> None:
     """Mark the tests that do not run on the external cluster as skipped, with why."""
     found = discover(check_options(state.backend, state.nodes))
     for item in items:
-        reason = destructive_reason(item, state.allow_destructive) or mismatch(
-            cluster_settings(item), found, item.get_closest_marker("any_shape") is not None
+        reason = (
+            keyspace_reason(item)
+            or destructive_reason(item, state.allow_destructive)
+            or mismatch(
+                cluster_settings(item), found, item.get_closest_marker("any_shape") is not None
+            )
         )
         if reason is not None:
             item.add_marker(pytest.mark.skip(reason=reason))

@@ -52,6 +52,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
+        "whole_keyspace(what): the test counts keys it did not write (DBSIZE, "
+        "COUNTKEYSINSLOT); it never runs on an external cluster",
+    )
+    config.addinivalue_line(
+        "markers",
         "any_shape: the test holds on a cluster of any shape; its cluster(...) mark only "
         "picks what the harness starts (an external cluster need not match it)",
     )

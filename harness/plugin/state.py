@@ -48,8 +48,9 @@ class HarnessState:
             self.impl.describe() if self.impl else (self.impl_name or self.impl_binary or "default")
         )
         where = f" at {self.nodes}" if self.nodes else ""
+        timeout = "the cluster's" if self.nodes else f"{self.node_timeout_ms} ms"
         return (
-            f"{what}; backend {self.backend}{where}; node timeout {self.node_timeout_ms} ms; "
+            f"{what}; backend {self.backend}{where}; node timeout {timeout}; "
             f"seed {self.seed}; workload engine {self.workload_engine}"
         )
 

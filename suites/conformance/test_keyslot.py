@@ -97,7 +97,7 @@ def test_keyslot_follows_the_specification_examples(cluster: Cluster) -> None:
     assert slot("foo{}{bar}") == key_slot("foo{}{bar}") != slot("bar")
 
 
-@pytest.mark.destructive("writes keys of fixed names and counts the keys of their slot")
+@pytest.mark.whole_keyspace("counts every key of a slot")
 @pytest.mark.cluster(masters=1, replicas=0)
 def test_countkeysinslot_and_getkeysinslot_follow_the_hash(cluster: Cluster) -> None:
     """MUST: keys sharing a hash tag land in one slot; ``CLUSTER COUNTKEYSINSLOT`` counts

@@ -110,7 +110,7 @@ def test_multi_key_commands_need_one_slot(cluster: Cluster) -> None:
     assert client.mget("{same}:a", "{same}:b") == ["1", "2"]
 
 
-@pytest.mark.destructive("writes 300 keys of fixed names and counts every key of each master")
+@pytest.mark.whole_keyspace("counts every key of each master")
 def test_cluster_client_reaches_every_master(cluster: Cluster) -> None:
     """MUST: every key lives on the master that owns its hash slot, so a client routing by
     slot stores each write exactly once, on that master. SHOULD: CRC16 spreads ordinary

@@ -104,7 +104,7 @@ def test_cluster_shards_describes_the_same_map(cluster: Cluster) -> None:
         assert verdict.ok, str(verdict)
 
 
-@pytest.mark.destructive("writes keys of fixed names and counts every key of the node")
+@pytest.mark.whole_keyspace("counts every key of the node")
 @pytest.mark.cluster(masters=1, replicas=0)
 def test_single_master_cluster_serves_all_slots(cluster: Cluster) -> None:
     """MUST: one master may own all 16384 slots and then serves every key itself.

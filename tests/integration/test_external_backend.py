@@ -59,6 +59,11 @@ class Outside:
         entries = parse_cluster_nodes(self.call(self.ports[0], "CLUSTER", "NODES"))
         return sorted((e.node_id, e.slots, e.config_epoch) for e in entries)
 
+    def flush(self) -> None:
+        """What the operator does after allowing destructive tests (never the harness)."""
+        for port in self.masters():
+            self.call(port, "FLUSHALL")
+
     def keys(self, port: int, pattern: str) -> list[str]:
         with redis.Redis(port=port, decode_responses=True, socket_timeout=5) as c:
             return list(c.scan_iter(match=pattern, count=1000))
@@ -208,6 +213,11 @@ def test_conformance_runs_on_the_outside_cluster_and_leaves_it_as_it_was(
     assert bump["outcome"] == "skipped"
     assert "external cluster: destructive" in bump["message"]
     assert "pass --allow-destructive to run it" in bump["message"]
+    counts = next(
+        t for n, t in tests.items() if n.endswith("test_cluster_client_reaches_every_master")
+    )
+    assert counts["outcome"] == "skipped"
+    assert "external cluster: the test counts every key of each master" in counts["message"]
     for port in outside.masters():  # the workload's keys are gone, nothing else was written
         assert outside.keys(port, "*") == [], f"keys left on {port}"
     assert outside.slot_map() == before
@@ -228,10 +238,13 @@ def test_allowed_destructive_test_skips_a_fault_it_cannot_apply(
     sandbox: Sandbox, outside: Outside
 ) -> None:
     before = outside.slot_map()
-    res = check_external(
-        sandbox, outside, "--suite", "chaos", "--allow-destructive",
-        "--", "-k", "test_kill_master_promotes_its_replica",
-    )  # fmt: skip
+    try:
+        res = check_external(
+            sandbox, outside, "--suite", "chaos", "--allow-destructive",
+            "--", "-k", "test_kill_master_promotes_its_replica",
+        )  # fmt: skip
+    finally:
+        outside.flush()  # the test writes keys of fixed names before it tries the kill
     assert res.returncode == 0, outcome(res)
     (test,) = summary(sandbox).values()
     assert test["outcome"] == "skipped", test
@@ -282,6 +295,16 @@ def test_every_node_must_be_named(sandbox: Sandbox, outside: Outside) -> None:
     assert_one_line_cli_error(res, f"127.0.0.1:{outside.ports[5]}", "not in --nodes")
 
 
+def test_nodes_must_be_named_as_they_announce_themselves(
+    sandbox: Sandbox, outside: Outside
+) -> None:
+    named = [f"localhost:{outside.ports[0]}", *(f"127.0.0.1:{p}" for p in outside.ports[1:])]
+    res = harness(sandbox, "run", "--backend", "external", "--nodes", ",".join(named))
+    assert_one_line_cli_error(
+        res, f"localhost:{outside.ports[0]} announces itself as 127.0.0.1:{outside.ports[0]}"
+    )
+
+
 def test_a_node_not_in_cluster_mode_is_refused(sandbox: Sandbox, tmp_path: Path) -> None:
     lease = PortLease()
     (port,) = lease.claim(1)
@@ -325,3 +348,19 @@ def test_an_unreachable_node_is_one_line(sandbox: Sandbox) -> None:
     finally:
         lease.release()
     assert_one_line_cli_error(res, f"127.0.0.1:{port} is unreachable")
+
+
+def test_allowed_destructive_conformance_passes_too(sandbox: Sandbox, outside: Outside) -> None:
+    """Last in the module: it fails over masters and bumps an epoch."""
+    try:
+        res = check_external(sandbox, outside, "--suite", "conformance", "--allow-destructive")
+        assert res.returncode == 0, outcome(res)
+        tests = summary(sandbox)
+        for name in (
+            "test_readonly_replica_serves_reads_of_its_slots",
+            "test_multi_key_commands_need_one_slot",
+        ):
+            (t,) = (t for n, t in tests.items() if n.endswith(name))
+            assert t["outcome"] == "passed", t
+    finally:
+        outside.flush()

@@ -17,7 +17,7 @@ from harness.backends.external import (
     parse_nodes,
 )
 from harness.errors import UsageError
-from harness.plugin.external import mismatch
+from harness.plugin.external import destructive_reason, keyspace_reason, mismatch
 
 
 def test_nodes_parse_hosts_ipv6_and_spaces() -> None:
@@ -137,3 +137,28 @@ def test_allow_destructive_is_a_switch() -> None:
     got = options.from_text("run", {"allow_destructive": True, "nodes": "a:1"})
     assert got["allow_destructive"] is True and got["nodes"] == "a:1"
     assert options.from_text("pytest", {"allow_destructive": None})["allow_destructive"] is False
+
+
+def test_skip_reasons_of_markers(pytester: pytest.Pytester) -> None:
+    items = pytester.getitems(
+        """
+        import pytest
+
+        @pytest.mark.destructive("kills nodes")
+        def test_d(): pass
+
+        @pytest.mark.whole_keyspace("counts every key of the node")
+        def test_k(): pass
+
+        def test_plain(): pass
+        """
+    )
+    d, k, plain = items
+    assert destructive_reason(d, allow=False) == (
+        "external cluster: destructive (kills nodes); pass --allow-destructive to run it"
+    )
+    assert destructive_reason(d, allow=True) is None
+    assert destructive_reason(plain, allow=False) is None
+    reason = keyspace_reason(k)
+    assert reason is not None and "counts every key of the node" in reason
+    assert keyspace_reason(d) is None
