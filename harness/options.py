@@ -17,7 +17,8 @@ line wherever it comes from, spelled the way it was given: ``--masters 0: use 1.
 
 Names of things in a registry (``--impl``, ``--backend``) are checked where they are
 looked up (:func:`harness.impl.resolve`, :func:`harness.backends.get_backend`): the
-answer depends on what is installed, and the message lists what is.
+answer depends on what is installed, and the message lists what is. ``--nodes`` goes
+with ``--backend external`` only (:func:`harness.backends.external.check_options`).
 """
 
 from __future__ import annotations
