@@ -16,7 +16,7 @@ from typing import NoReturn
 from harness import impl as impls
 from harness import options
 from harness.backends import get_backend, resolve_implementation
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UsageError
 from harness.options import Layer
 from harness.spec import ClusterSpec
 
@@ -48,6 +48,9 @@ def _int_range(lo: int, hi: int, what: str) -> type[int]:
 def _table_args(p: argparse.ArgumentParser, layer: Layer) -> None:
     """The flags of ``layer`` from the option table; read as text, checked in :func:`main`."""
     for opt in options.for_layer(layer):
+        if opt.switch:
+            p.add_argument(opt.flag, dest=opt.name, help=opt.help_text, action="store_true")
+            continue
         p.add_argument(
             opt.flag,
             dest=opt.name,
@@ -103,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_up(args: argparse.Namespace) -> int:
     from harness.cluster import Cluster
 
+    if args.backend == "external":
+        raise UsageError(
+            "`up` starts a cluster; check a running one with `run --backend external --nodes ...`"
+        )
     impl = resolve_implementation(args.impl, args.impl_binary, args.image, args.backend)
     spec = ClusterSpec(
         **{o.name: getattr(args, o.name) for o in options.for_layer("marker") if "up" in o.layers}
@@ -133,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     get_backend(args.backend)
     # fail fast, in one line, before pytest starts
-    impl = resolve_implementation(args.impl, args.impl_binary, args.image, args.backend)
+    impl = resolve_implementation(args.impl, args.impl_binary, args.image, args.backend, args.nodes)
     if args.backend == "docker":
         from harness.images import preflight
 

@@ -17,7 +17,8 @@ line wherever it comes from, spelled the way it was given: ``--masters 0: use 1.
 
 Names of things in a registry (``--impl``, ``--backend``) are checked where they are
 looked up (:func:`harness.impl.resolve`, :func:`harness.backends.get_backend`): the
-answer depends on what is installed, and the message lists what is.
+answer depends on what is installed, and the message lists what is. ``--nodes`` goes
+with ``--backend external`` only (:func:`harness.backends.external.check_options`).
 """
 
 from __future__ import annotations
@@ -127,10 +128,17 @@ class Option:
         self.check(value)
         return value
 
+    @property
+    def switch(self) -> bool:
+        """A bool option is a flag without a value on the command line (``--allow-x``)."""
+        return self.kind == "bool"
+
     def to_text(self, value: Any) -> list[str]:
         """``value`` as command-line arguments (how ``run`` passes it on to pytest)."""
         if value is None:
             return []
+        if self.switch:
+            return [self.flag] if value else []
         items = value if self.repeat else (value,)
         return [a for item in items for a in (self.flag, self._item_text(item))]
 
@@ -292,6 +300,22 @@ OPTIONS: tuple[Option, ...] = (
         _layers("marker"),
         default=False,
     ),
+    Option(
+        "nodes",
+        "text",
+        "external backend: every node of the running cluster to check, as it announces "
+        "itself (the harness talks to no other address)",
+        _layers("run", "pytest"),
+        metavar="HOST:PORT,...",
+    ),
+    Option(
+        "allow_destructive",
+        "bool",
+        "external backend: also run tests that kill, pause, reconfigure or write "
+        "outside the run's key prefix",
+        _layers("run", "pytest"),
+        default=False,
+    ),
 )
 
 OPTION: Mapping[str, Option] = {o.name: o for o in OPTIONS}
@@ -302,16 +326,22 @@ def for_layer(layer: Layer) -> list[Option]:
     return [o for o in OPTIONS if layer in o.layers]
 
 
-def from_text(layer: Layer, given: Mapping[str, str | Sequence[str] | None]) -> dict[str, Any]:
+def from_text(
+    layer: Layer, given: Mapping[str, str | Sequence[str] | bool | None]
+) -> dict[str, Any]:
     """The options of ``layer`` from their command-line text (``None``: not given, the
-    default), checked; the first bad one raises a one-line :class:`UsageError`."""
+    default; a switch arrives as True/False), checked; the first bad one raises a
+    one-line :class:`UsageError`."""
     values: dict[str, Any] = {}
     for opt in for_layer(layer):
         text = given.get(opt.name)
         try:
-            if text is None:
+            if opt.switch:
+                values[opt.name] = opt.default if text is None else bool(text)
+            elif text is None:
                 values[opt.name] = opt.default
             elif opt.repeat:
+                assert not isinstance(text, str | bool)
                 values[opt.name] = tuple(opt.parse(t) for t in text)
             else:
                 assert isinstance(text, str)

@@ -64,6 +64,9 @@ class WorkloadSpec:
     # "raw": harness.rawclient, several times the rate for load-heavy runs
     engine: Engine = "redis-py"
     loop: LoopKind = "auto"  # uvloop when installed
+    #: before every key (``harness:<run id>:``): a cluster shared with other data can
+    #: tell the workload's keys apart; it must hold no hash tag, or all keys share a slot
+    prefix: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -76,13 +79,17 @@ class WorkloadSpec:
             raise UsageError(f"keys={self.keys}: use 1..{SLOTS}")
         if self.rate is not None and self.rate <= 0:
             raise UsageError(f"rate={self.rate}: use a positive number of ops/s, or None")
+        if "{" in self.prefix:
+            raise UsageError(
+                f"prefix={self.prefix!r}: no '{{' (a hash tag puts every key in one slot)"
+            )
 
 
-def spread_keys(kind: str, count: int, seed: int) -> list[str]:
+def spread_keys(kind: str, count: int, seed: int, prefix: str = "") -> list[str]:
     """``count`` keys on slots spread evenly over 0..16383 (offset by the seed)."""
     offset = random.Random(seed).randrange(SLOTS // count) if count < SLOTS else 0
     return [
-        key_for_slot((i * SLOTS // count + offset) % SLOTS, prefix=f"{kind}:{seed}:")
+        key_for_slot((i * SLOTS // count + offset) % SLOTS, prefix=f"{prefix}{kind}:{seed}:")
         for i in range(count)
     ]
 
@@ -95,7 +102,7 @@ class Workload:
         self.cluster = cluster
         self.spec = spec
         self.history = History()
-        self.keys = spread_keys(spec.kind, spec.keys, spec.seed)
+        self.keys = spread_keys(spec.kind, spec.keys, spec.seed, spec.prefix)
         self._ids = itertools.count()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -273,6 +280,23 @@ class Workload:
             return done >= target, done
 
         wait_for(probe, timeout, f"{count} more ops")
+
+    def remove_keys(self) -> None:
+        """Delete every key of this workload: on a cluster the harness does not own it
+        leaves nothing behind. Keys it could not delete are named in the error."""
+        client = self.cluster.client(socket_timeout=2.0)
+        left: list[str] = []
+        last = ""
+        for key in self.keys:
+            try:
+                client.delete(key)
+            except redis.exceptions.RedisError as exc:
+                left.append(key)
+                last = f"{type(exc).__name__}: {exc}"
+        if left:
+            raise HarnessError(
+                f"{len(left)} workload key(s) left on the cluster, e.g. {left[0]!r} ({last})"
+            )
 
     def final_read(self, timeout: float = 30) -> History:
         """After healing: read every key (retrying until each read succeeds), record the

@@ -11,7 +11,7 @@ from harness.backends.base import Backend, Node, NodeConfig
 from harness.errors import UsageError
 from harness.impl import Implementation
 
-AVAILABLE = ("local", "docker")
+AVAILABLE = ("local", "docker", "external")
 
 
 def get_backend(name: str) -> type[Backend]:
@@ -29,13 +29,32 @@ def get_backend(name: str) -> type[Backend]:
                 "pip install -e '.[docker]'"
             ) from None
         return DockerBackend
+    if name == "external":
+        from harness.backends.external import ExternalBackend
+
+        return ExternalBackend
     raise UsageError(f"--backend {name}: unknown backend; choose one of: {', '.join(AVAILABLE)}")
 
 
 def resolve_implementation(
-    name: str | None, binary: str | None, image: str | None, backend: str
+    name: str | None,
+    binary: str | None,
+    image: str | None,
+    backend: str,
+    nodes: str | None = None,
 ) -> Implementation:
-    """``--impl`` / ``--impl-binary`` / ``--image`` to the implementation under test."""
+    """``--impl`` / ``--impl-binary`` / ``--image`` to the implementation under test; on
+    an external cluster (``--nodes``), what its nodes say they run."""
+    if backend == "external" or nodes:
+        from harness.backends.external import check_options, preflight
+
+        named = check_options(backend, nodes)
+        if binary or image:
+            raise UsageError(
+                f"{'--impl-binary' if binary else '--image'} does not apply to --backend "
+                "external: the cluster runs its own servers (--impl NAME may name their profile)"
+            )
+        return preflight(named, name)
     if image is None:
         return impls.resolve(name, binary)
     if backend != "docker":

@@ -227,6 +227,9 @@ class Backend(abc.ABC):
     """Creates nodes and owns their lifetime."""
 
     name: str
+    #: False for a cluster someone else runs (the external backend): the harness must
+    #: leave it as it found it (no log lines written into it, workload keys removed)
+    owns_cluster: bool = True
 
     @abc.abstractmethod
     def __init__(self, run: Run | None = None, *, network_faults: bool = False) -> None:

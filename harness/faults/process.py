@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, NotSupportedError
 from harness.faults.base import FaultGroup
 from harness.faults.kinds import declare, healed_name
 
@@ -113,6 +113,12 @@ class ProcessFaults(FaultGroup):
         once; the heal (``stall-healed``) is recorded when the node answers again."""
         if seconds <= 0:
             raise HarnessError(f"stall of {seconds} s: give a positive duration")
+        try:  # a server may refuse DEBUG (enable-debug-command no): say so before the fault
+            node.call("DEBUG", "SLEEP", "0")
+        except redis.exceptions.ResponseError as exc:
+            raise NotSupportedError(
+                f"{node.addr} refuses DEBUG, so it cannot be stalled: {exc}"
+            ) from None
         stall = Stall(node, seconds)
         detail = f"{seconds:.3f} s"
 

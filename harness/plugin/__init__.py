@@ -6,6 +6,7 @@ too. By job:
 
 - :mod:`~harness.plugin.options`: flags from the option table, markers, session state;
 - :mod:`~harness.plugin.collection`: resolving the implementation, ``requires`` skips;
+- :mod:`~harness.plugin.external`: which tests skip on an external cluster, and why;
 - :mod:`~harness.plugin.fixtures`: ``cluster``, ``cluster_factory``, ``workload``, ...;
 - :mod:`~harness.plugin.reporting`: node logs of failures, known server issues as
   xfailed, ``summary.json`` and the metrics table.

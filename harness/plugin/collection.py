@@ -9,6 +9,7 @@ import pytest
 from harness import impl as impls
 from harness.backends import get_backend
 from harness.errors import HarnessError
+from harness.plugin.external import skip_unfit
 from harness.plugin.state import STATE
 
 HARNESS_FIXTURES = {"cluster", "cluster_factory", "harness_impl"}
@@ -28,6 +29,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             from harness.images import preflight
 
             preflight(impl)
+        if state.backend == "external":
+            skip_unfit(state, users)
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
     backend_cls = get_backend(state.backend)

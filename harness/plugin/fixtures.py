@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 from collections.abc import Callable, Iterator
@@ -11,10 +12,13 @@ from typing import Any
 
 import pytest
 
+from harness.attach import attach
+from harness.backends.external import check_options, discover
 from harness.cluster import Cluster
 from harness.errors import HarnessError
 from harness.impl import Implementation
 from harness.options import MARKER_FIELDS
+from harness.plugin.external import mismatch
 from harness.plugin.reporting import CLUSTERS
 from harness.plugin.state import STATE, HarnessState
 from harness.report import METRIC_PREFIX
@@ -45,18 +49,29 @@ WorkloadFactory = Callable[..., Workload]
 
 
 @pytest.fixture
-def workload(harness_state: HarnessState) -> WorkloadFactory:
+def workload(
+    harness_state: HarnessState, cluster_factory: ClusterFactory
+) -> Iterator[WorkloadFactory]:
     """Factory: ``workload(cluster, kind="set", clients=4, rate=600, ...)`` builds a
     :class:`~harness.workload.Workload` seeded from ``--seed``, with the client engine of
-    ``--workload-engine``; keyword arguments are :class:`~harness.workload.WorkloadSpec`
-    fields."""
+    ``--workload-engine``, its keys under the run's prefix; keyword arguments are
+    :class:`~harness.workload.WorkloadSpec` fields. On a cluster the harness does not own
+    the keys are deleted after the test, whatever its outcome."""
+    made: list[Workload] = []
 
     def make(cluster: Cluster, **spec: Any) -> Workload:
         spec.setdefault("seed", harness_state.seed)
         spec.setdefault("engine", harness_state.workload_engine)
-        return Workload(cluster, WorkloadSpec(**spec))
+        spec.setdefault("prefix", harness_state.key_prefix)
+        made.append(Workload(cluster, WorkloadSpec(**spec)))
+        return made[-1]
 
-    return make
+    yield make  # torn down before cluster_factory: the clusters still serve
+    for wl in made:
+        if not wl.cluster.backend.owns_cluster:
+            with contextlib.suppress(HarnessError):  # the test has seen it already
+                wl.stop()
+            wl.remove_keys()
 
 
 @pytest.fixture
@@ -122,18 +137,38 @@ def cluster_factory(
         if isinstance(kwargs.get("server_args"), dict):
             kwargs["server_args"] = tuple(kwargs["server_args"].items())
         try:
-            spec = ClusterSpec(**kwargs)
-            c = Cluster.start(harness_impl, spec, backend=harness_state.backend, ports=ports)
+            if harness_state.backend == "external":
+                c: Cluster = _attach(request, harness_state, harness_impl, kwargs)
+            else:
+                spec = ClusterSpec(**kwargs)
+                c = Cluster.start(harness_impl, spec, backend=harness_state.backend, ports=ports)
         except HarnessError as exc:  # the message says it all; a traceback through us does not help
             raise pytest.fail.Exception(f"{type(exc).__name__}: {exc}", pytrace=False) from None
         clusters.append(c)
-        if len(clusters) == 1:
+        if len(clusters) == 1 and c.backend.owns_cluster:
             Metrics(request.node).record("bringup_ms", c.bringup_ms)
         return c
 
     yield make
     for c in clusters:
         c.close()
+
+
+def _attach(
+    request: pytest.FixtureRequest,
+    state: HarnessState,
+    impl: Implementation,
+    settings: dict[str, Any],
+) -> Cluster:
+    """The external cluster, or a skip when it is not the cluster the test asks for."""
+    named = check_options(state.backend, state.nodes)
+    c = attach(named, impl)
+    any_shape = request.node.get_closest_marker("any_shape") is not None
+    reason = mismatch(settings, c.discovery or discover(named), any_shape)
+    if reason is not None:
+        c.close()
+        pytest.skip(reason)
+    return c
 
 
 @pytest.fixture

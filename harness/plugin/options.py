@@ -10,6 +10,7 @@ import pytest
 
 from harness import options
 from harness.backends import get_backend
+from harness.backends.external import check_options
 from harness.errors import HarnessError
 from harness.plugin.collection import CAPABILITIES
 from harness.plugin.reporting import Reporter
@@ -20,7 +21,10 @@ from harness.runs import Run
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("redis-cluster-harness", "Redis Cluster harness")
     for opt in options.for_layer("pytest"):  # read as text, checked in pytest_configure
-        g.addoption(opt.flag, metavar=opt.metavar_text, help=opt.help_text)
+        if opt.switch:
+            g.addoption(opt.flag, action="store_true", default=None, help=opt.help_text)
+        else:
+            g.addoption(opt.flag, metavar=opt.metavar_text, help=opt.help_text)
     parser.addini("harness_report_dir", "default report directory", default="reports")
 
 
@@ -40,10 +44,27 @@ def pytest_configure(config: pytest.Config) -> None:
         "requires(*capabilities): skip unless the implementation has them "
         "(" + ", ".join(sorted(CAPABILITIES)) + ")",
     )
+    config.addinivalue_line(
+        "markers",
+        "destructive(what): the test changes the cluster (kills, pauses, reconfigures, "
+        "writes keys outside the run's prefix); on an external cluster it runs only "
+        "with --allow-destructive",
+    )
+    config.addinivalue_line(
+        "markers",
+        "whole_keyspace(what): the test counts keys it did not write (DBSIZE, "
+        "COUNTKEYSINSLOT); it never runs on an external cluster",
+    )
+    config.addinivalue_line(
+        "markers",
+        "any_shape: the test holds on a cluster of any shape; its cluster(...) mark only "
+        "picks what the harness starts (an external cluster need not match it)",
+    )
     try:
         given = {o.name: config.getoption(o.flag) for o in options.for_layer("pytest")}
         values = options.from_text("pytest", given)
         get_backend(values["backend"])
+        check_options(values["backend"], values["nodes"])
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
     seed = values["seed"]
@@ -60,6 +81,8 @@ def pytest_configure(config: pytest.Config) -> None:
         report_dir=report_dir,
         report_dir_given=values["report_dir"] is not None,
         workload_engine=values["workload_engine"],
+        nodes=values["nodes"],
+        allow_destructive=values["allow_destructive"],
     )
     config.stash[STATE] = state
     config.pluginmanager.register(Reporter(state), "redis-cluster-harness-reporter")

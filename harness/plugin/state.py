@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,10 @@ class HarnessState:
     report_dir: Path
     report_dir_given: bool
     workload_engine: Engine = "redis-py"
+    nodes: str | None = None  # --nodes of the external backend
+    allow_destructive: bool = False
+    #: before every workload key: spread over slots (no hash tag), unique to this run
+    key_prefix: str = field(default_factory=lambda: f"harness:{uuid.uuid4().hex[:12]}:")
     impl: Implementation | None = None
     used: bool = False
     started: str = field(default_factory=now_iso)
@@ -34,7 +39,7 @@ class HarnessState:
     def implementation(self) -> Implementation:
         if self.impl is None:
             self.impl = resolve_implementation(
-                self.impl_name, self.impl_binary, self.image, self.backend
+                self.impl_name, self.impl_binary, self.image, self.backend, self.nodes
             )
         return self.impl
 
@@ -42,8 +47,10 @@ class HarnessState:
         what = (
             self.impl.describe() if self.impl else (self.impl_name or self.impl_binary or "default")
         )
+        where = f" at {self.nodes}" if self.nodes else ""
+        timeout = "the cluster's" if self.nodes else f"{self.node_timeout_ms} ms"
         return (
-            f"{what}; backend {self.backend}; node timeout {self.node_timeout_ms} ms; "
+            f"{what}; backend {self.backend}{where}; node timeout {timeout}; "
             f"seed {self.seed}; workload engine {self.workload_engine}"
         )
 

@@ -25,6 +25,8 @@ from harness.wait import wait_for
 
 from ._consistency import election_retry_ms, slots_of, standard_checkers, watch_failover
 
+pytestmark = pytest.mark.destructive("kills, pauses, restarts and fails over nodes under load")
+
 NT_FAST = 1000  # node timeout for the fault suites: failovers in about a second
 
 

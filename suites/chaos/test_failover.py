@@ -19,6 +19,8 @@ import pytest
 from harness import Cluster, key_for_slot
 from harness.testing import FailoverWatcher, Metrics, wait_for
 
+pytestmark = pytest.mark.destructive("kills nodes and forces failovers")
+
 
 def test_kill_master_promotes_its_replica(
     cluster: Cluster, metrics: Metrics, rng: random.Random

@@ -18,7 +18,10 @@ from harness.wait import wait_for
 
 from ._consistency import standard_checkers, watch_failover
 
-pytestmark = pytest.mark.requires("network_faults")
+pytestmark = [
+    pytest.mark.requires("network_faults"),
+    pytest.mark.destructive("cuts network links between nodes"),
+]
 
 
 def _refuses_writes(cluster: Cluster, node: Node, key: str) -> tuple[bool, str]:

@@ -20,6 +20,8 @@ from harness import Cluster, checkers, key_for_slot
 from harness.backends import Node
 from harness.testing import Metrics, never, wait_for
 
+pytestmark = pytest.mark.destructive("kills, pauses, stalls and restarts nodes")
+
 
 @pytest.mark.cluster(masters=3, replicas=1, persistence="aof")
 def test_crash_restart_with_aof_keeps_acknowledged_writes(cluster: Cluster) -> None:

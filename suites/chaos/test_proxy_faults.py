@@ -25,6 +25,9 @@ from harness.testing import Metrics, expect_error, never, wait_for
 pytestmark = [
     pytest.mark.cluster(masters=3, replicas=1, proxied=True),
     pytest.mark.requires("runtime_announce"),
+    pytest.mark.destructive(
+        "puts proxies in front of the nodes and reconfigures what they announce"
+    ),
 ]
 
 

@@ -50,6 +50,7 @@ def _keys(rng: random.Random, count: int) -> list[bytes]:
     return keys
 
 
+@pytest.mark.any_shape
 @pytest.mark.cluster(masters=1, replicas=0)
 def test_keyslot_matches_crc16(cluster: Cluster, rng: random.Random) -> None:
     """MUST: ``CLUSTER KEYSLOT`` returns ``CRC16(key) mod 16384`` (CRC-16/XMODEM), except
@@ -73,6 +74,7 @@ def test_keyslot_matches_crc16(cluster: Cluster, rng: random.Random) -> None:
     )
 
 
+@pytest.mark.any_shape
 @pytest.mark.cluster(masters=1, replicas=0)
 def test_keyslot_follows_the_specification_examples(cluster: Cluster) -> None:
     """MUST: the worked examples of the specification hold on the server itself, without
@@ -95,6 +97,7 @@ def test_keyslot_follows_the_specification_examples(cluster: Cluster) -> None:
     assert slot("foo{}{bar}") == key_slot("foo{}{bar}") != slot("bar")
 
 
+@pytest.mark.whole_keyspace("counts every key of a slot")
 @pytest.mark.cluster(masters=1, replicas=0)
 def test_countkeysinslot_and_getkeysinslot_follow_the_hash(cluster: Cluster) -> None:
     """MUST: keys sharing a hash tag land in one slot; ``CLUSTER COUNTKEYSINSLOT`` counts

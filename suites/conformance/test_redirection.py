@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from harness import Cluster, key_for_slot, key_slot
 from harness.testing import expect_error
 
@@ -53,6 +55,7 @@ def test_replica_redirects_writes_and_reads_to_its_master(cluster: Cluster) -> N
         assert got == f"MOVED {lo} {master.public_addr}", f"{args[0]} on replica {replica.addr}"
 
 
+@pytest.mark.destructive("writes keys of fixed names, outside the run's prefix")
 def test_readonly_replica_serves_reads_of_its_slots(cluster: Cluster) -> None:
     """MUST: after ``READONLY`` a replica serves reads of its master's slots on that
     connection (possibly stale: the test waits for the write to replicate first), and still
@@ -87,6 +90,7 @@ def test_readonly_replica_serves_reads_of_its_slots(cluster: Cluster) -> None:
     )
 
 
+@pytest.mark.destructive("writes keys of fixed names, outside the run's prefix")
 def test_multi_key_commands_need_one_slot(cluster: Cluster) -> None:
     """MUST: a multi-key command is served only when all its keys hash to one slot;
     otherwise the node refuses it with a ``CROSSSLOT`` error (the message after the code
@@ -106,6 +110,7 @@ def test_multi_key_commands_need_one_slot(cluster: Cluster) -> None:
     assert client.mget("{same}:a", "{same}:b") == ["1", "2"]
 
 
+@pytest.mark.whole_keyspace("counts every key of each master")
 def test_cluster_client_reaches_every_master(cluster: Cluster) -> None:
     """MUST: every key lives on the master that owns its hash slot, so a client routing by
     slot stores each write exactly once, on that master. SHOULD: CRC16 spreads ordinary

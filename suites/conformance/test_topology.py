@@ -36,6 +36,7 @@ def test_bringup_topology_is_healthy(cluster: Cluster) -> None:
     assert verdict.ok, f"{verdict}\n{snap.describe()}"
 
 
+@pytest.mark.any_shape
 @pytest.mark.cluster(masters=3, replicas=2)
 def test_every_replica_follows_its_master_and_is_synced(cluster: Cluster) -> None:
     """MUST: a replica is listed with the ``slave`` flag and its master's node ID, and its
@@ -59,6 +60,7 @@ def test_every_replica_follows_its_master_and_is_synced(cluster: Cluster) -> Non
         )
 
 
+@pytest.mark.destructive("writes keys of fixed names, outside the run's prefix")
 @pytest.mark.requires("cluster_shards")
 def test_cluster_shards_describes_the_same_map(cluster: Cluster) -> None:
     """MUST (servers with ``CLUSTER SHARDS``, Redis 7.0+): every node describes one shard
@@ -102,6 +104,7 @@ def test_cluster_shards_describes_the_same_map(cluster: Cluster) -> None:
         assert verdict.ok, str(verdict)
 
 
+@pytest.mark.whole_keyspace("counts every key of the node")
 @pytest.mark.cluster(masters=1, replicas=0)
 def test_single_master_cluster_serves_all_slots(cluster: Cluster) -> None:
     """MUST: one master may own all 16384 slots and then serves every key itself.
@@ -114,6 +117,7 @@ def test_single_master_cluster_serves_all_slots(cluster: Cluster) -> None:
     assert int(cluster.nodes[0].call("DBSIZE")) == 50  # type: ignore[arg-type]
 
 
+@pytest.mark.destructive("CLUSTER BUMPEPOCH changes a node's config epoch")
 @pytest.mark.cluster(masters=2, replicas=0)
 def test_epochs_stay_unique_after_bump(cluster: Cluster) -> None:
     """MUST: ``CLUSTER BUMPEPOCH`` on a node without the greatest config epoch replies
