@@ -21,7 +21,8 @@ from harness.profiles import KNOWN_CAPABILITIES as KNOWN_CAPABILITIES
 from harness.profiles import Profile as Profile
 from harness.profiles import ProfileError as ProfileError
 from harness.profiles import Version as Version
-from harness.profiles import merge, parse_version, read
+from harness.profiles import merge, read
+from harness.profiles import parse_version as parse_version
 from harness.profiles import version_in as version_in
 from harness.shipped import data_dir
 
