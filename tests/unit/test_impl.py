@@ -38,8 +38,10 @@ KEYDB_63 = "KeyDB server v=6.3.4 sha=00000000:0 malloc=jemalloc-5.2.1 bits=64 bu
 
 @pytest.fixture(autouse=True)
 def real_fixtures(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Default profile lookups use the repository's fixtures whatever HARNESS_FIXTURES says."""
+    """Default profile lookups use the repository's fixtures whatever HARNESS_FIXTURES says,
+    and no user's profiles file (HARNESS_PROFILES)."""
     monkeypatch.setattr(impls, "FIXTURES", REPO_FIXTURES)
+    monkeypatch.delenv(impls.PROFILES_ENV, raising=False)
 
 
 def script(
