@@ -163,7 +163,9 @@ def _profile(name: str, table: Any, label: str, mistakes: list[str]) -> Profile 
     before = len(mistakes)
     _fields(table, FIELDS, label, mistakes)
     flavor, versions = table.get("flavor"), table.get("versions")
-    if "flavor" in table and not (isinstance(flavor, str) and re.fullmatch(r"[a-z][\w-]*", flavor)):
+    if "flavor" in table and not (
+        isinstance(flavor, str) and re.fullmatch(r"[a-z][a-z0-9_-]*", flavor)
+    ):
         mistakes.append(
             f"{label}: flavor {flavor!r}: give the first word `--version` prints, in lower "
             "case (e.g. 'redis' for 'Redis server v=7.0.15')"
