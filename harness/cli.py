@@ -9,7 +9,6 @@ the checkout it runs from, :mod:`harness.shipped`).
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -149,11 +148,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if missing:
         raise HarnessError(f"suites not found at {missing[0]}; reinstall redis-cluster-harness")
     report_dir = Path(args.report_dir or "reports").absolute()
-    # the same settings installed or in a checkout, and none of the caller's: no ini file
-    # or conftest.py of the directory (or project) the harness happens to be installed in
+    # the suites' own settings (run.ini), installed or in a checkout, and none of the
+    # caller's: no ini file or conftest.py of the directory (or of the project the harness
+    # happens to be installed in) above the suites
     top = str(suites_root.parent)
-    argv = [*paths, "--rootdir", top, "--confcutdir", top, "-c", os.devnull, "-ra"]
-    argv += ["-p", "no:cacheprovider"]
+    argv = [*paths, "-c", str(suites_root / "run.ini"), "--rootdir", top, "--confcutdir", top]
     argv += ["--junitxml", str(report_dir / "junit.xml")]
     argv += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
     for opt in options.for_layer("run"):  # the run options pytest takes too, passed on

@@ -36,7 +36,10 @@ def test_suites_and_profiles_ship_from_their_one_copy() -> None:
         "harness.suites": "suites",
         "harness.fixtures": "fixtures",
     }
-    assert SETUPTOOLS["package-data"]["harness.fixtures"] == ["*.toml"]
+    assert SETUPTOOLS["package-data"] == {
+        "harness.fixtures": ["*.toml"],
+        "harness.suites": ["run.ini"],  # the settings of `redis-cluster-harness run`
+    }
     assert (
         not (ROOT / "harness" / "suites").exists() and not (ROOT / "harness" / "fixtures").exists()
     )
