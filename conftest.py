@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-collect_ignore = ["reports", "bench", ".venv"]
+collect_ignore = ["reports", "bench", ".venv", "examples"]  # examples: projects of their own
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,7 +1,9 @@
-"""Command line: ``python -m harness up|run|impls``.
+"""Command line: ``python -m harness up|run|impls`` (or ``redis-cluster-harness ...``).
 
 ``up`` gives a developer a cluster to poke at; ``run`` drives the suites through pytest
-so CI needs one command and gets an exit status, a JUnit file and ``summary.json``.
+so CI needs one command and gets an exit status, a JUnit file and ``summary.json``. Both
+work from any directory: the suites and profiles are found in the installed package (or
+the checkout it runs from, :mod:`harness.shipped`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ from harness import options
 from harness.backends import get_backend, resolve_implementation
 from harness.errors import HarnessError, UsageError
 from harness.options import Layer
+from harness.shipped import data_dir
 from harness.spec import ClusterSpec
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     _table_args(run, "run")
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
 
-    sub.add_parser("impls", help="list implementation profiles and which are installed here")
+    listing = sub.add_parser(
+        "impls", help="list implementation profiles and which are installed here"
+    )
+    _table_args(listing, "impls")
 
     image = sub.add_parser("image", help="container images for --backend docker")
     image_sub = image.add_subparsers(dest="image_command", required=True, parser_class=_Parser)
@@ -145,13 +149,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         from harness.images import preflight
 
         preflight(impl)
-    suites_root = ROOT / "suites"
+    suites_root = data_dir("suites")
     paths = [str(suites_root / s) for s in options.SUITES[args.suite]]
     missing = [p for p in paths if not Path(p).is_dir()]
     if missing:
-        raise HarnessError(f"suites not found at {missing[0]}; run from a checkout of the harness")
+        raise HarnessError(f"suites not found at {missing[0]}; reinstall redis-cluster-harness")
     report_dir = Path(args.report_dir or "reports").absolute()
-    argv = [*paths, "--rootdir", str(ROOT), "-p", "no:cacheprovider"]
+    # the suites' own settings (run.ini), installed or in a checkout, and none of the
+    # caller's: no ini file or conftest.py of the directory (or of the project the harness
+    # happens to be installed in) above the suites
+    top = str(suites_root.parent)
+    argv = [*paths, "-c", str(suites_root / "run.ini"), "--rootdir", top, "--confcutdir", top]
     argv += ["--junitxml", str(report_dir / "junit.xml")]
     argv += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
     for opt in options.for_layer("run"):  # the run options pytest takes too, passed on
@@ -168,7 +176,8 @@ def cmd_impls() -> int:
             found = impls.from_name(name).describe()
         except HarnessError:
             found = "not installed"
-        print(f"{name:12} {profile.flavor} {profile.versions:14} {found}")
+        mine = f"  [{profile.source}]" if profile.source else ""
+        print(f"{name:12} {profile.flavor} {profile.versions:14} {found}{mine}")
     return 0
 
 
@@ -186,8 +195,9 @@ def cmd_image(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command in ("up", "run"):  # the table's flags arrive as text: check them
+        if args.command in ("up", "run", "impls"):  # the table's flags arrive as text
             vars(args).update(options.from_text(args.command, vars(args)))
+            impls.use_profiles(args.profiles)  # a mistake in them stops here
         if args.command == "up":
             return cmd_up(args)
         if args.command == "run":
@@ -200,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve(args.host, args.port, config=args.config, seed=args.seed)
         return cmd_impls()
     except HarnessError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():  # a line per mistake (profiles: all of them)
+            print(f"harness: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)

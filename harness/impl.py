@@ -1,5 +1,5 @@
-"""Implementations: profiles from ``fixtures/implementations.toml`` and detection of what a
-binary is from its ``--version`` output.
+"""Implementations: which profile (``fixtures/implementations.toml``, plus the user's
+``--profiles FILE``) a server binary belongs to, from its ``--version`` output.
 
 Tests declare capabilities (``@pytest.mark.requires("cluster_shards")``) instead of
 version checks, so a new fork only needs a profile, not test edits.
@@ -12,56 +12,25 @@ import os
 import re
 import shutil
 import subprocess
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
+from harness.profiles import KNOWN_CAPABILITIES as KNOWN_CAPABILITIES
+from harness.profiles import Profile as Profile
+from harness.profiles import ProfileError as ProfileError
+from harness.profiles import Version as Version
+from harness.profiles import merge, read
+from harness.profiles import parse_version as parse_version
+from harness.profiles import version_in as version_in
+from harness.shipped import data_dir
 
-FIXTURES = Path(
-    os.environ.get("HARNESS_FIXTURES", Path(__file__).resolve().parent.parent / "fixtures")
-)
+#: the shipped profiles' directory; ``$HARNESS_FIXTURES`` puts another in its place
+FIXTURES = Path(os.environ.get("HARNESS_FIXTURES") or data_dir("fixtures"))
+PROFILES_ENV = "HARNESS_PROFILES"
 
-KNOWN_CAPABILITIES = frozenset(
-    {
-        "cluster_shards",
-        "addslotsrange",
-        "bind_source_addr",
-        "sharded_pubsub",
-        "manual_failover",
-        "debug_command",
-        "replicated_setslot",
-        "runtime_announce",
-    }
-)
-
-Version = tuple[int, int, int]
-
-
-@dataclass(frozen=True)
-class Profile:
-    """What the harness knows about one implementation family/version range."""
-
-    name: str
-    flavor: str
-    versions: str
-    binaries: tuple[str, ...]
-    capabilities: frozenset[str]
-    #: known server bugs: (reference, text in the failure, text in a node log or "")
-    known_issues: tuple[tuple[str, str, str], ...] = ()
-
-    def known_issue(self, failure: str, logs: str = "") -> str | None:
-        """The reference of a known server bug this failure shows, if any: its text is
-        in the failure and, when the issue names one, its log line in the nodes' logs
-        (a hang shows only as "unreachable"; the log tells which bug hung it)."""
-        for ref, text, log in self.known_issues:
-            if text in failure and log in logs:
-                return ref
-        return None
-
-    def matches(self, flavor: str, version: Version) -> bool:
-        return flavor == self.flavor and version_in(version, self.versions)
+_user_file: str | None = None  # --profiles FILE, see use_profiles
 
 
 @dataclass(frozen=True)
@@ -91,68 +60,41 @@ class Implementation:
         return f"{self.flavor} {self.version_str} ({where}, profile {self.name})"
 
 
-def parse_version(text: str) -> Version:
-    parts = [int(p) for p in re.findall(r"\d+", text)[:3]]
-    while len(parts) < 3:
-        parts.append(0)
-    return (parts[0], parts[1], parts[2])
+def use_profiles(path: str | None, *, check: bool = True) -> None:
+    """Lay the profiles in ``path`` (``--profiles FILE``; None: ``$HARNESS_PROFILES``, if
+    set) over the shipped ones for every later lookup. ``check`` reads them now, so a
+    mistake stops a run before it starts (a :class:`ProfileError`, one line per mistake)."""
+    global _user_file
+    _user_file = path
+    if check:
+        load_profiles()
 
 
-def version_in(version: Version, spec: str) -> bool:
-    """Check ``version`` against a spec like ``">=7.0,<7.2"``."""
-    for clause in spec.split(","):
-        m = re.fullmatch(r"\s*(>=|<=|==|<|>)\s*([\d.]+)\s*", clause)
-        if not m:
-            raise ValueError(f"bad version clause {clause!r}")
-        op, ref = m.group(1), parse_version(m.group(2))
-        ok = {
-            ">=": version >= ref,
-            "<=": version <= ref,
-            "==": version == ref,
-            "<": version < ref,
-            ">": version > ref,
-        }[op]
-        if not ok:
-            return False
-    return True
+def user_profiles_file() -> tuple[str, Path] | None:
+    """(how it was given, its path) of the user's profiles file, if any."""
+    if _user_file:
+        return f"--profiles {_user_file}", Path(_user_file)
+    env = os.environ.get(PROFILES_ENV)
+    return (f"{PROFILES_ENV}={env}", Path(env)) if env else None
 
 
 def load_profiles(path: Path | None = None) -> dict[str, Profile]:
-    path = path or FIXTURES / "implementations.toml"
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise HarnessError(f"{path}: not valid TOML ({exc})") from exc
-    except FileNotFoundError as exc:
-        raise HarnessError(
-            f"implementation profiles not found at {path}; set HARNESS_FIXTURES"
-        ) from exc
-    profiles = {}
-    for name, p in data.get("profiles", {}).items():
-        caps = frozenset(p.get("capabilities", []))
-        unknown = caps - KNOWN_CAPABILITIES
-        if unknown:
-            raise HarnessError(
-                f"{path}: profile {name} lists unknown capabilities {sorted(unknown)}"
-            )
-        missing = [k for k in ("flavor", "versions") if k not in p]
-        if missing:
-            raise HarnessError(f"{path}: profile {name} lacks {', '.join(missing)}")
-        try:
-            version_in((0, 0, 0), p["versions"])
-        except ValueError as exc:
-            raise HarnessError(f"{path}: profile {name}: {exc}") from exc
-        profiles[name] = Profile(
-            name=name,
-            flavor=p["flavor"],
-            versions=p["versions"],
-            binaries=tuple(p.get("binaries", [])),
-            capabilities=caps,
-            known_issues=tuple(
-                (k["ref"], k["text"], k.get("log", "")) for k in p.get("known_issues", [])
-            ),
-        )
-    return profiles
+    """The profiles of ``path`` alone, or by default the shipped ones with the user's
+    (:func:`use_profiles`) over them."""
+    if path is not None:
+        return _shipped(path)
+    profiles = _shipped(FIXTURES / "implementations.toml")
+    user = user_profiles_file()
+    if user is None:
+        return profiles
+    label, file = user
+    return merge(profiles, read(file, label, source=label))
+
+
+def _shipped(path: Path) -> dict[str, Profile]:
+    if not path.exists():
+        raise HarnessError(f"implementation profiles not found at {path}; set HARNESS_FIXTURES")
+    return read(path, str(path))
 
 
 _VERSION_RE = re.compile(r"^(?P<flavor>[A-Za-z][\w-]*) server v=(?P<version>\d+\.\d+(?:\.\d+)?)")
@@ -220,8 +162,8 @@ def from_binary(binary: str, profiles: dict[str, Profile] | None = None) -> Impl
     vs = ".".join(map(str, version))
     known = ", ".join(f"{p.name} ({p.flavor} {p.versions})" for p in profiles.values())
     raise UsageError(
-        f"--impl-binary {binary}: {flavor} {vs} matches no profile in {FIXTURES / 'implementations.toml'}; "
-        f"known: {known}"
+        f"--impl-binary {binary}: {flavor} {vs} matches no profile (describe it in a file "
+        f"of your own: --profiles FILE); known: {known}"
     )
 
 
@@ -240,12 +182,7 @@ def _candidates(spec: str) -> list[str]:
 
 def from_name(name: str, profiles: dict[str, Profile] | None = None) -> Implementation:
     """Find an installed binary for the profile ``name``."""
-    profiles = profiles if profiles is not None else load_profiles()
-    if name not in profiles:
-        raise UsageError(
-            f"--impl {name}: unknown implementation; known: {', '.join(sorted(profiles))}"
-        )
-    profile = profiles[name]
+    profile = _named(name, profiles if profiles is not None else load_profiles())
     seen = []
     for spec in profile.binaries:
         for cand in _candidates(spec):
@@ -255,11 +192,25 @@ def from_name(name: str, profiles: dict[str, Profile] | None = None) -> Implemen
             if profile.matches(flavor, version):
                 return Implementation(profile, cand, flavor, version, text)
             seen.append(f"{cand} is {flavor} {'.'.join(map(str, version))}")
-    where = "; ".join(seen) if seen else f"none of {', '.join(profile.binaries)} is installed"
+    where = (
+        "; ".join(seen)
+        if seen
+        else f"none of {', '.join(profile.binaries)} is installed"
+        if profile.binaries
+        else "the profile lists no binaries"
+    )
     raise UsageError(
         f"--impl {name}: no installed binary matches {profile.flavor} {profile.versions} ({where}); "
-        "run scripts/setup-system.sh or pass --impl-binary PATH"
+        "install one (in a checkout: scripts/setup-system.sh) or pass --impl-binary PATH"
     )
+
+
+def _named(name: str, profiles: dict[str, Profile]) -> Profile:
+    if name not in profiles:
+        raise UsageError(
+            f"--impl {name}: unknown implementation; known: {', '.join(sorted(profiles))}"
+        )
+    return profiles[name]
 
 
 def available(name: str) -> Implementation | None:
@@ -282,13 +233,20 @@ def default() -> Implementation:
 
 def resolve(name: str | None, binary: str | None) -> Implementation:
     """Apply the ``--impl`` / ``--impl-binary`` options."""
-    if name and binary:
-        impl = from_binary(binary)
-        if impl.name != name:
-            raise UsageError(
-                f"--impl {name} and --impl-binary {binary} disagree: the binary is {impl.describe()}"
-            )
-        return impl
+    if name and binary:  # the binary is checked against that profile, not the first that fits
+        profiles = load_profiles()
+        profile = _named(name, profiles)
+        resolved = str(Path(binary).absolute())
+        flavor, version, text = identify(resolved)
+        if profile.matches(flavor, version):
+            return Implementation(profile, resolved, flavor, version, text)
+        other = next((p.name for p in profiles.values() if p.matches(flavor, version)), None)
+        vs = ".".join(map(str, version))
+        raise UsageError(
+            f"--impl {name} and --impl-binary {binary} disagree: the binary is {flavor} {vs} "
+            f"({resolved}, profile {other or 'none'}), {name} is for "
+            f"{profile.flavor} {profile.versions}"
+        )
     if binary:
         return from_binary(binary)
     if name:

@@ -4,7 +4,7 @@
 a :class:`~harness.spec.ClusterSpec` field or the plugin's state), flag, kind, default,
 allowed values, help, and the layers that take it:
 
-- ``run`` / ``up``: flags of ``python -m harness run`` / ``python -m harness up``;
+- ``run`` / ``up`` / ``impls``: flags of ``python -m harness run`` / ``up`` / ``impls``;
 - ``pytest``: flags of the pytest plugin;
 - ``marker``: keywords of ``@pytest.mark.cluster`` and ``cluster_factory``, which are the
   fields of :class:`~harness.spec.ClusterSpec`.
@@ -32,7 +32,7 @@ from harness.backends.base import PERSISTENCE
 from harness.errors import UsageError
 from harness.workload import ENGINES
 
-Layer = Literal["run", "up", "pytest", "marker"]
+Layer = Literal["run", "up", "pytest", "marker", "impls"]
 Kind = Literal["int", "float", "bool", "text", "server_arg"]
 
 SUITES = {"conformance": ("conformance",), "chaos": ("chaos",), "all": ("conformance", "chaos")}
@@ -315,6 +315,15 @@ OPTIONS: tuple[Option, ...] = (
         "outside the run's key prefix",
         _layers("run", "pytest"),
         default=False,
+    ),
+    Option(
+        "profiles",
+        "text",
+        "TOML file of your own implementation profiles (a fork, a vendor build), laid over "
+        "the shipped ones; a profile of the same name replaces the shipped one "
+        "(default: $HARNESS_PROFILES)",
+        _layers("run", "up", "pytest", "impls"),
+        metavar="FILE",
     ),
 )
 

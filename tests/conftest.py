@@ -1,6 +1,16 @@
-"""Fixtures for the harness's own tests (not the suites users run)."""
+"""Fixtures for the harness's own tests (not the suites users run).
+
+The plugin is loaded in this session too and writes a report; unless ``--report-dir``
+says where, it goes to a temporary directory, not to ``reports/``, where ``make run``
+left the main job's report (CI archives it after ``make test``). The directory is removed
+when everything passed and kept, and named, when something failed (its node logs).
+"""
 
 from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -8,6 +18,34 @@ from harness import impl as impls
 from harness.impl import Implementation
 
 pytest_plugins = ["pytester"]
+
+SELF_REPORTS = pytest.StashKey[Path]()
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(tryfirst=True)  # before the plugin reads --report-dir
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--report-dir") is None:
+        path = Path(tempfile.mkdtemp(prefix="harness-selftest-reports-"))
+        config.stash[SELF_REPORTS] = path
+        config.option.report_dir = str(path)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[FAILED] = exitstatus != 0
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    path = terminalreporter.config.stash.get(SELF_REPORTS, None)
+    if path is not None and terminalreporter.config.stash.get(FAILED, True):
+        terminalreporter.write_line(f"the harness's own tests: report and node logs kept in {path}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    path = config.stash.get(SELF_REPORTS, None)
+    if path is not None and not config.stash.get(FAILED, True):
+        shutil.rmtree(path, ignore_errors=True)
+
 
 VERIFIED = ("redis-6.2", "redis-7.0", "valkey-8.0")
 

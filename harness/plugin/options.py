@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import impl as impls
 from harness import options
 from harness.backends import get_backend
 from harness.backends.external import check_options
@@ -65,8 +66,9 @@ def pytest_configure(config: pytest.Config) -> None:
         values = options.from_text("pytest", given)
         get_backend(values["backend"])
         check_options(values["backend"], values["nodes"])
+        impls.use_profiles(values["profiles"])
     except HarnessError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(*str(exc).splitlines()) from None  # an ERROR: line each
     seed = values["seed"]
     report_dir = Path(values["report_dir"] or config.getini("harness_report_dir"))
     if not report_dir.is_absolute():
@@ -94,5 +96,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    impls.use_profiles(None, check=False)  # an in-process pytest leaves no profiles behind
     if Run._current is not None:
         Run._current.close()

@@ -38,8 +38,10 @@ KEYDB_63 = "KeyDB server v=6.3.4 sha=00000000:0 malloc=jemalloc-5.2.1 bits=64 bu
 
 @pytest.fixture(autouse=True)
 def real_fixtures(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Default profile lookups use the repository's fixtures whatever HARNESS_FIXTURES says."""
+    """Default profile lookups use the repository's fixtures whatever HARNESS_FIXTURES says,
+    and no user's profiles file (HARNESS_PROFILES)."""
     monkeypatch.setattr(impls, "FIXTURES", REPO_FIXTURES)
+    monkeypatch.delenv(impls.PROFILES_ENV, raising=False)
 
 
 def script(
@@ -187,7 +189,10 @@ def test_profiles_with_an_unknown_capability(tmp_path: Path) -> None:
         load_profiles(path)
     msg = one_line_naming(exc, path)
     assert "redis-x" in msg and "time_travel" in msg
-    assert "cluster_shards" not in msg
+    # only the unknown one is called unknown; the known ones are listed as the choices
+    called_unknown, _, known = msg.partition("(known: ")
+    assert "time_travel" in called_unknown and "cluster_shards" not in called_unknown
+    assert "cluster_shards" in known and "time_travel" not in known
 
 
 def test_profiles_minimal_and_empty(tmp_path: Path) -> None:

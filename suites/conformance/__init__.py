@@ -1,0 +1,1 @@
+"""Conformance: what a healthy Redis Cluster must do (slots, redirections, topology)."""
