@@ -9,6 +9,7 @@ the checkout it runs from, :mod:`harness.shipped`).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -216,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `impls | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
