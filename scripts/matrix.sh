@@ -18,6 +18,15 @@ rows=(
   "docker-redis-6.2|--backend docker --impl redis-6.2 --suite all"
   "docker-redis-7.0|--backend docker --impl redis-7.0 --suite all"
   "docker-valkey-8.0|--backend docker --impl valkey-8.0 --suite all"
+  "local-password-redis-7.0|--impl redis-7.0 --auth password --suite all"
+  "local-tls-redis-7.0|--impl redis-7.0 --tls --suite all"
+  "local-acl-redis-7.0|--impl redis-7.0 --auth acl --suite all"
+  "local-tls-valkey-8.0|--impl valkey-8.0 --tls --suite all"
+  "local-acl-valkey-8.0|--impl valkey-8.0 --auth acl --suite all"
+  "docker-tls-redis-7.0|--backend docker --impl redis-7.0 --tls --suite all"
+  "docker-acl-redis-7.0|--backend docker --impl redis-7.0 --auth acl --suite all"
+  "docker-tls-valkey-8.0|--backend docker --impl valkey-8.0 --tls --suite all"
+  "docker-acl-valkey-8.0|--backend docker --impl valkey-8.0 --auth acl --suite all"
 )
 
 t_all=$SECONDS
