@@ -7,6 +7,7 @@ so CI needs one command and gets an exit status, a JUnit file and ``summary.json
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 import threading
@@ -48,6 +49,11 @@ def _int_range(lo: int, hi: int, what: str) -> type[int]:
 def _table_args(p: argparse.ArgumentParser, layer: Layer) -> None:
     """The flags of ``layer`` from the option table; read as text, checked in :func:`main`."""
     for opt in options.for_layer(layer):
+        if opt.kind == "bool":
+            p.add_argument(
+                opt.flag, dest=opt.name, action="store_true", default=None, help=opt.help
+            )
+            continue
         p.add_argument(
             opt.flag,
             dest=opt.name,
@@ -121,7 +127,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             )
             print(f"  {role:28} {n.description}")
         first = cluster.nodes[0]
-        print(f"connect: redis-cli -c -h {first.host} -p {first.port}")
+        extra = "".join(f" {shlex.quote(a)}" for a in cluster.security.cli_args())
+        print(f"connect: redis-cli -c -h {first.host} -p {first.port}{extra}")
         print("press Ctrl-C to stop and remove the cluster", flush=True)
         stop.wait()
         print("stopping...", flush=True)

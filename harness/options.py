@@ -29,6 +29,7 @@ from typing import Any, Literal
 from harness.backends import AVAILABLE
 from harness.backends.base import PERSISTENCE
 from harness.errors import UsageError
+from harness.security import AUTHS
 from harness.workload import ENGINES
 
 Layer = Literal["run", "up", "pytest", "marker"]
@@ -123,7 +124,7 @@ class Option:
                 raise OptionError("give 'NAME VALUE', e.g. --server-arg 'maxmemory 100mb'", text)
             return (name, rest.strip())
         elif self.kind == "bool":
-            raise TypeError(f"{self.name} has no command-line form")
+            raise TypeError(f"{self.name} is a flag: it takes no value")
         self.check(value)
         return value
 
@@ -131,6 +132,8 @@ class Option:
         """``value`` as command-line arguments (how ``run`` passes it on to pytest)."""
         if value is None:
             return []
+        if self.kind == "bool":  # a flag: present or absent
+            return [self.flag] if value else []
         items = value if self.repeat else (value,)
         return [a for item in items for a in (self.flag, self._item_text(item))]
 
@@ -292,6 +295,31 @@ OPTIONS: tuple[Option, ...] = (
         _layers("marker"),
         default=False,
     ),
+    Option(
+        "auth",
+        "text",
+        "who may talk to the nodes: none; password (requirepass, masterauth); acl (the "
+        "default user off, a user with only the harness's commands, see harness.security)",
+        _layers("run", "up", "pytest", "marker"),
+        default="none",
+        choices=AUTHS,
+    ),
+    Option(
+        "password",
+        "text",
+        "the password of --auth password/acl (default: a fresh one per cluster); "
+        "alone, it means --auth password",
+        _layers("run", "up", "pytest", "marker"),
+        metavar="PASSWORD",
+    ),
+    Option(
+        "tls",
+        "bool",
+        "TLS on client connections, replication and the cluster bus, with certificates "
+        "made per cluster",
+        _layers("run", "up", "pytest", "marker"),
+        default=False,
+    ),
 )
 
 OPTION: Mapping[str, Option] = {o.name: o for o in OPTIONS}
@@ -309,7 +337,9 @@ def from_text(layer: Layer, given: Mapping[str, str | Sequence[str] | None]) -> 
     for opt in for_layer(layer):
         text = given.get(opt.name)
         try:
-            if text is None:
+            if opt.kind == "bool":  # a flag: given (True) or not
+                values[opt.name] = bool(text) if text is not None else opt.default
+            elif text is None:
                 values[opt.name] = opt.default
             elif opt.repeat:
                 values[opt.name] = tuple(opt.parse(t) for t in text)

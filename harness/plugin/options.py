@@ -20,7 +20,10 @@ from harness.runs import Run
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("redis-cluster-harness", "Redis Cluster harness")
     for opt in options.for_layer("pytest"):  # read as text, checked in pytest_configure
-        g.addoption(opt.flag, metavar=opt.metavar_text, help=opt.help_text)
+        if opt.kind == "bool":
+            g.addoption(opt.flag, action="store_true", default=None, help=opt.help)
+        else:
+            g.addoption(opt.flag, metavar=opt.metavar_text, help=opt.help_text)
     parser.addini("harness_report_dir", "default report directory", default="reports")
 
 
@@ -60,6 +63,9 @@ def pytest_configure(config: pytest.Config) -> None:
         report_dir=report_dir,
         report_dir_given=values["report_dir"] is not None,
         workload_engine=values["workload_engine"],
+        auth=values["auth"],
+        password=values["password"],
+        tls=values["tls"],
     )
     config.stash[STATE] = state
     config.pluginmanager.register(Reporter(state), "redis-cluster-harness-reporter")

@@ -10,6 +10,7 @@ import pytest
 from harness.backends import resolve_implementation
 from harness.impl import Implementation
 from harness.report import TestResult, now_iso
+from harness.security import Auth
 from harness.workload import Engine
 
 
@@ -26,6 +27,9 @@ class HarnessState:
     report_dir: Path
     report_dir_given: bool
     workload_engine: Engine = "redis-py"
+    auth: Auth = "none"  # defaults of @pytest.mark.cluster(auth=, password=, tls=)
+    password: str | None = None
+    tls: bool = False
     impl: Implementation | None = None
     used: bool = False
     started: str = field(default_factory=now_iso)
@@ -45,6 +49,8 @@ class HarnessState:
         return (
             f"{what}; backend {self.backend}; node timeout {self.node_timeout_ms} ms; "
             f"seed {self.seed}; workload engine {self.workload_engine}"
+            + (f"; auth {self.auth}" if self.auth != "none" or self.password else "")
+            + ("; tls" if self.tls else "")
         )
 
 
