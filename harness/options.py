@@ -29,7 +29,7 @@ from typing import Any, Literal
 from harness.backends import AVAILABLE
 from harness.backends.base import PERSISTENCE
 from harness.errors import UsageError
-from harness.security import AUTHS
+from harness.security import AUTHS, PASSWORD_CHARS, PASSWORD_HINT
 from harness.workload import ENGINES
 
 Layer = Literal["run", "up", "pytest", "marker"]
@@ -62,6 +62,8 @@ class Option:
     choices: tuple[str, ...] = ()
     unit: str = ""  # said after the range: "use 50..600000 ms"
     repeat: bool = False  # the flag may be given several times; the value is a tuple
+    chars: frozenset[str] = frozenset()  # text: the characters allowed (empty: any)
+    chars_hint: str = ""  # what to say when another is given
 
     @property
     def flag(self) -> str:
@@ -104,6 +106,8 @@ class Option:
             raise OptionError(f"use {lo}..{hi}{unit}, got {value}", value)
         if self.choices and value not in self.choices:
             raise OptionError(f"choose one of: {', '.join(self.choices)}", value)
+        if self.chars and value is not None and (not value or not set(value) <= self.chars):
+            raise OptionError(self.chars_hint, value)
 
     def parse(self, text: str) -> Any:
         """One command-line value (one of several, for a repeated flag) to a checked value."""
@@ -311,6 +315,8 @@ OPTIONS: tuple[Option, ...] = (
         "alone, it means --auth password",
         _layers("run", "up", "pytest", "marker"),
         metavar="PASSWORD",
+        chars=PASSWORD_CHARS,
+        chars_hint=PASSWORD_HINT,
     ),
     Option(
         "tls",

@@ -66,7 +66,9 @@ HARNESS_COMMANDS = (
 #: What a replica sends its master after AUTH.
 REPLICATION_COMMANDS = ("psync", "sync", "replconf", "ping")
 TLS_DIR = "tls"  # in a node's directory: ca.crt, node.crt, node.key
-_PASSWORD_CHARS = frozenset(string.ascii_letters + string.digits + "-_.:+=/!@%^*~,")
+#: a password goes into config files and ACL rules as one word
+PASSWORD_CHARS = frozenset(string.ascii_letters + string.digits + "-_.:+=/!@%^*~,")
+PASSWORD_HINT = "use letters, digits and -_.:+=/!@%^*~, (no spaces or quotes)"
 
 
 @dataclass(frozen=True)
@@ -79,10 +81,8 @@ class SecuritySpec:
 
     def __post_init__(self) -> None:
         pw = self.password
-        if pw is not None and (not pw or not set(pw) <= _PASSWORD_CHARS):
-            raise UsageError(
-                f"password={pw!r}: use letters, digits and -_.:+=/!@%^*~, (no spaces or quotes)"
-            )
+        if pw is not None and (not pw or not set(pw) <= PASSWORD_CHARS):
+            raise UsageError(f"password={pw!r}: {PASSWORD_HINT}")
 
 
 @dataclass(frozen=True)
