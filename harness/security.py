@@ -226,8 +226,9 @@ PLAIN = Security()
 
 def refusal(where: str, exc: object) -> str:
     """One line for a node that refused the harness's credentials."""
+    said = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else exc
     return (
-        f"{where} refused the harness's credentials: {exc} "
+        f"{where} refused the harness's credentials ({said}) "
         "(check --auth and --password against the server's requirepass/ACL users)"
     )
 
