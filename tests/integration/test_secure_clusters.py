@@ -161,11 +161,9 @@ def test_wrong_password_is_one_line(sandbox: Sandbox) -> None:
     the node, on the command line and in pytest (no traceback, nothing left running)."""
     if impls.available("redis-7.0") is None:
         pytest.skip("redis-7.0 is not installed")
-    res = sandbox.run(
-        ["-m", "harness", "up", "--impl", "redis-7.0", "--password", "wrong"]
-        + ["--server-arg", "requirepass right", "--masters", "1", "--replicas", "0"],
-        timeout=RUN_TIMEOUT,
-    )
+    up = ["-m", "harness", "up", "--impl", "redis-7.0", "--masters", "1", "--replicas", "0"]
+    up += ["--password", "wrong", "--server-arg", "requirepass right"]  # the server's wins
+    res = sandbox.run(up, timeout=RUN_TIMEOUT)
     assert_one_line_cli_error(res, "refused the harness's credentials", "--password")
     sandbox.assert_nothing_left()
     res = sandbox.run(
