@@ -38,9 +38,8 @@ class ClusterSpec:
 
     def __post_init__(self) -> None:
         check_fields({f.name: getattr(self, f.name) for f in fields(self)})
-        if self.password is not None and self.auth == "none":
+        if self.password is not None and self.auth == "none":  # a password alone
             object.__setattr__(self, "auth", "password")
-        self.security  # noqa: B018 -- checks the password now, in one line
 
     @property
     def size(self) -> int:
