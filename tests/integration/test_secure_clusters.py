@@ -59,7 +59,7 @@ def test_tls_cluster_refuses_clients_without_tls_or_certificate(tls_impl: Implem
         ctx = ssl.create_default_context(cafile=str(c.security.tls_dir / "ca.crt"))
         # Redis sends TLS 1.3's "certificate required" alert; Valkey closes the connection
         with (
-            pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED|EOF occurred"),
+            pytest.raises(ssl.SSLError, match=r"CERTIFICATE_REQUIRED|EOF occurred"),
             ctx.wrap_socket(
                 socket.create_connection((node.host, node.port), timeout=2),
                 server_hostname=node.host,
