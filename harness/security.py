@@ -92,10 +92,10 @@ class Security:
 
     spec: SecuritySpec = field(default_factory=SecuritySpec)
     user: str | None = None  # None: the default user
-    password: str | None = None
-    replication_password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in messages
+    replication_password: str | None = field(default=None, repr=False)
     tls_dir: Path | None = None  # ca.crt, client.crt, client.key
-    ca: Any = None  # trustme.CA: issues the nodes' certificates
+    ca: Any = field(default=None, repr=False)  # trustme.CA: issues the nodes' certificates
 
     @classmethod
     def create(cls, spec: SecuritySpec, directory: Path) -> Security:
