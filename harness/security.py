@@ -76,7 +76,7 @@ class SecuritySpec:
     """What was asked for (ClusterSpec fields ``auth``, ``password``, ``tls``)."""
 
     auth: Auth = "none"
-    password: str | None = None  # None: a fresh one per cluster
+    password: str | None = field(default=None, repr=False)  # None: a fresh one per cluster
     tls: bool = False
 
     def __post_init__(self) -> None:

@@ -6,7 +6,7 @@ The fields, their defaults and their checks come from the option table
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from harness.backends import NodeConfig
 from harness.backends.base import Persistence
@@ -32,7 +32,7 @@ class ClusterSpec:
     #: who may talk to the nodes (harness.security): none, password, acl
     auth: Auth = OPTION["auth"].default
     #: the password of auth="password"/"acl" (None: a fresh one); alone, auth="password"
-    password: str | None = OPTION["password"].default
+    password: str | None = field(default=OPTION["password"].default, repr=False)
     #: TLS on client connections, replication and the cluster bus
     tls: bool = OPTION["tls"].default
 
