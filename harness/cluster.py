@@ -144,4 +144,10 @@ class Cluster(Formation):
         return {f"{n.name} {n.addr}": n.log_text(max_bytes) for n in self.nodes}
 
     def describe(self) -> str:
-        return f"{self.spec.masters}x{self.spec.replicas} {self.impl.describe()} on {self.backend.name}"
+        sec = ["tls"] if self.spec.tls else []
+        sec += [f"auth {self.spec.auth}"] if self.spec.auth != "none" else []
+        shown = f" ({', '.join(sec)})" if sec else ""
+        return (
+            f"{self.spec.masters}x{self.spec.replicas} {self.impl.describe()} "
+            f"on {self.backend.name}{shown}"
+        )
