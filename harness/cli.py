@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -51,7 +52,9 @@ def _table_args(p: argparse.ArgumentParser, layer: Layer) -> None:
     """The flags of ``layer`` from the option table; read as text, checked in :func:`main`."""
     for opt in options.for_layer(layer):
         if opt.switch:
-            p.add_argument(opt.flag, dest=opt.name, help=opt.help_text, action="store_true")
+            p.add_argument(
+                opt.flag, dest=opt.name, action="store_true", default=None, help=opt.help_text
+            )
             continue
         p.add_argument(
             opt.flag,
@@ -133,7 +136,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             )
             print(f"  {role:28} {n.description}")
         first = cluster.nodes[0]
-        print(f"connect: redis-cli -c -h {first.host} -p {first.port}")
+        extra = "".join(f" {shlex.quote(a)}" for a in cluster.security.cli_args())
+        print(f"connect: redis-cli -c -h {first.host} -p {first.port}{extra}")
         print("press Ctrl-C to stop and remove the cluster", flush=True)
         stop.wait()
         print("stopping...", flush=True)

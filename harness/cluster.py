@@ -19,10 +19,12 @@ from redis.cluster import ClusterNode as RedisClusterNode
 from redis.cluster import RedisCluster
 
 from harness.backends import Backend, Node, get_backend
+from harness.errors import NotSupportedError
 from harness.faults import Faults
 from harness.formation import Formation
 from harness.history import Event
 from harness.impl import Implementation
+from harness.security import PLAIN, Security, tls_unsupported
 from harness.spec import ClusterSpec
 
 
@@ -53,6 +55,8 @@ class Cluster(Formation):
     ) -> Cluster:
         """Start, form and wait for a ready cluster; on any failure nothing stays running."""
         spec = spec or ClusterSpec()
+        if spec.tls and impl.image is None and (reason := tls_unsupported(impl.binary)):
+            raise NotSupportedError(reason)
         if isinstance(backend, str):
             be = get_backend(backend)(network_faults=spec.network_faults)
         else:
@@ -109,9 +113,16 @@ class Cluster(Formation):
         return ev
 
     # -- clients --------------------------------------------------------------------
+    @property
+    def security(self) -> Security:
+        """The cluster's credentials and TLS files (:mod:`harness.security`)."""
+        return self.nodes[0].security if self.nodes else PLAIN
+
     def client(self, **kwargs: Any) -> RedisCluster:
-        """A redis-py cluster client bootstrapped from all nodes; closed with the cluster."""
+        """A redis-py cluster client bootstrapped from all nodes, with the cluster's
+        credentials and TLS; closed with the cluster."""
         opts: dict[str, Any] = {"decode_responses": True, "socket_timeout": 5.0}
+        opts.update(self.security.redis_kwargs())
         opts.update(kwargs)
         seeds = [RedisClusterNode(n.public_host, n.public_port) for n in self.live_nodes()]  # type: ignore[no-untyped-call]
         c = RedisCluster(startup_nodes=seeds, **opts)
@@ -133,4 +144,10 @@ class Cluster(Formation):
         return {f"{n.name} {n.addr}": n.log_text(max_bytes) for n in self.nodes}
 
     def describe(self) -> str:
-        return f"{self.spec.masters}x{self.spec.replicas} {self.impl.describe()} on {self.backend.name}"
+        sec = ["tls"] if self.spec.tls else []
+        sec += [f"auth {self.spec.auth}"] if self.spec.auth != "none" else []
+        shown = f" ({', '.join(sec)})" if sec else ""
+        return (
+            f"{self.spec.masters}x{self.spec.replicas} {self.impl.describe()} "
+            f"on {self.backend.name}{shown}"
+        )

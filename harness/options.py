@@ -30,6 +30,7 @@ from typing import Any, Literal
 from harness.backends import AVAILABLE
 from harness.backends.base import PERSISTENCE
 from harness.errors import UsageError
+from harness.security import AUTHS, PASSWORD_CHARS, PASSWORD_HINT
 from harness.workload import ENGINES
 
 Layer = Literal["run", "up", "pytest", "marker", "impls"]
@@ -62,6 +63,8 @@ class Option:
     choices: tuple[str, ...] = ()
     unit: str = ""  # said after the range: "use 50..600000 ms"
     repeat: bool = False  # the flag may be given several times; the value is a tuple
+    chars: frozenset[str] = frozenset()  # text: the characters allowed (empty: any)
+    chars_hint: str = ""  # what to say when another is given
 
     @property
     def flag(self) -> str:
@@ -104,6 +107,8 @@ class Option:
             raise OptionError(f"use {lo}..{hi}{unit}, got {value}", value)
         if self.choices and value not in self.choices:
             raise OptionError(f"choose one of: {', '.join(self.choices)}", value)
+        if self.chars and value is not None and (not value or not set(value) <= self.chars):
+            raise OptionError(self.chars_hint, value)
 
     def parse(self, text: str) -> Any:
         """One command-line value (one of several, for a repeated flag) to a checked value."""
@@ -124,7 +129,7 @@ class Option:
                 raise OptionError("give 'NAME VALUE', e.g. --server-arg 'maxmemory 100mb'", text)
             return (name, rest.strip())
         elif self.kind == "bool":
-            raise TypeError(f"{self.name} has no command-line form")
+            raise TypeError(f"{self.name} is a flag: it takes no value")
         self.check(value)
         return value
 
@@ -324,6 +329,33 @@ OPTIONS: tuple[Option, ...] = (
         "(default: $HARNESS_PROFILES)",
         _layers("run", "up", "pytest", "impls"),
         metavar="FILE",
+    ),
+    Option(
+        "auth",
+        "text",
+        "who may talk to the nodes: none; password (requirepass, masterauth); acl (the "
+        "default user off, a user with only the harness's commands, see harness.security)",
+        _layers("run", "up", "pytest", "marker"),
+        default="none",
+        choices=AUTHS,
+    ),
+    Option(
+        "password",
+        "text",
+        "the password of --auth password/acl (default: a fresh one per cluster); "
+        "alone, it means --auth password",
+        _layers("run", "up", "pytest", "marker"),
+        metavar="PASSWORD",
+        chars=PASSWORD_CHARS,
+        chars_hint=PASSWORD_HINT,
+    ),
+    Option(
+        "tls",
+        "bool",
+        "TLS on client connections, replication and the cluster bus, with certificates "
+        "made per cluster",
+        _layers("run", "up", "pytest", "marker"),
+        default=False,
     ),
 )
 

@@ -14,7 +14,9 @@ callback per reply and no coroutine per operation:
   connection that could not be made ``fail`` (nothing was sent), a timeout or a connection
   lost after sending ``info``; after a connection problem the slot map is re-read.
 
-It speaks RESP2 for SADD, SET, GET and INCR only; anything else stays with redis-py.
+It speaks RESP2 for SADD, SET, GET and INCR only; anything else stays with redis-py. On a
+password, ACL or TLS cluster (:mod:`harness.security`) connections are made with the
+cluster's SSL context and send AUTH ahead of the first request.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import redis
 from harness.backends.base import control_client
 from harness.crc16 import SLOTS, key_slot
 from harness.history import Op
+from harness.security import PLAIN, Security
 from harness.topology import parse_cluster_nodes
 
 Addr = tuple[str, int]
@@ -102,6 +105,7 @@ class _Conn(asyncio.Protocol):
         self.skip = 0  # replies to drop first (ASKING's +OK)
         self.unsent = b""  # written once connected
         self.closed = False
+        self.authenticating = bool(driver.auth)  # AUTH's reply comes first
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.closed:  # given up while connecting
@@ -112,8 +116,8 @@ class _Conn(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.unsent:
-            transport.write(self.unsent)  # type: ignore[attr-defined]
+        if self.unsent or self.authenticating:
+            transport.write(self.driver.auth + self.unsent)  # type: ignore[attr-defined]
             self.unsent = b""
 
     def send(self, payload: bytes, waiter: Callable[[Any], None], skip: int = 0) -> None:
@@ -137,6 +141,12 @@ class _Conn(asyncio.Protocol):
             if parsed is None:
                 break
             value, pos = parsed
+            if self.authenticating:
+                self.authenticating = False
+                if isinstance(value, ReplyError):  # the request after it was refused too
+                    self.fail(ReplyError(f"{value} (AUTH refused)"))
+                    return
+                continue
             if self.skip:
                 self.skip -= 1
                 continue
@@ -287,8 +297,14 @@ class Driver:
         next_id: Callable[[], int],
         timeout_s: float,
         rate: float | None,
+        security: Security = PLAIN,
     ) -> None:
         self.startup = list(startup)
+        self.security = security
+        self.ssl = security.ssl_context()
+        self.auth = (
+            encode(*(a.encode() for a in security.auth_args())) if security.auth_args() else b""
+        )
         self.slots_of = {k: key_slot(k) for k in keys}
         # each command up to its value, encoded once: the hot path appends the value only
         self.prefix = {
@@ -316,7 +332,8 @@ class Driver:
         errors = []
         for host, port in self.startup:
             try:
-                with control_client(host, port, timeout=max(self.timeout_s, 0.5)) as c:
+                timeout = max(self.timeout_s, 0.5)
+                with control_client(host, port, timeout, self.security) as c:
                     entries = parse_cluster_nodes(str(c.execute_command("CLUSTER", "NODES")))
             except redis.exceptions.RedisError as exc:
                 errors.append(f"{host}:{port}: {exc}")
@@ -352,9 +369,10 @@ class Driver:
         async def make() -> None:
             try:  # bounded, so connects to an unreachable node do not pile up
                 await asyncio.wait_for(
-                    self.loop.create_connection(lambda: conn, addr[0], addr[1]), self.timeout_s
+                    self.loop.create_connection(lambda: conn, addr[0], addr[1], ssl=self.ssl),
+                    self.timeout_s,
                 )
-            except (TimeoutError, OSError) as exc:
+            except (TimeoutError, OSError) as exc:  # ssl.SSLError is an OSError
                 if not conn.closed:
                     reason = f"{type(exc).__name__}: {exc}"
                     conn.fail(NotSent(f"Error connecting to {addr[0]}:{addr[1]}: {reason}"))

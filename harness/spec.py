@@ -6,12 +6,13 @@ The fields, their defaults and their checks come from the option table
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from harness.backends import NodeConfig
 from harness.backends.base import Persistence
 from harness.crc16 import SLOTS
 from harness.options import MARKER_FIELDS, OPTION, check_fields
+from harness.security import Auth, SecuritySpec
 
 
 @dataclass(frozen=True)
@@ -28,16 +29,30 @@ class ClusterSpec:
     network_faults: bool = OPTION["network_faults"].default
     #: every client and bus link goes through a Toxiproxy proxy
     proxied: bool = OPTION["proxied"].default
+    #: who may talk to the nodes (harness.security): none, password, acl
+    auth: Auth = OPTION["auth"].default
+    #: the password of auth="password"/"acl" (None: a fresh one); alone, auth="password"
+    password: str | None = field(default=OPTION["password"].default, repr=False)
+    #: TLS on client connections, replication and the cluster bus
+    tls: bool = OPTION["tls"].default
 
     def __post_init__(self) -> None:
         check_fields({f.name: getattr(self, f.name) for f in fields(self)})
+        if self.password is not None and self.auth == "none":  # a password alone
+            object.__setattr__(self, "auth", "password")
 
     @property
     def size(self) -> int:
         return self.masters * (1 + self.replicas)
 
+    @property
+    def security(self) -> SecuritySpec:
+        return SecuritySpec(self.auth, self.password, self.tls)
+
     def node_config(self) -> NodeConfig:
-        return NodeConfig(self.node_timeout_ms, self.persistence, dict(self.server_args))
+        return NodeConfig(
+            self.node_timeout_ms, self.persistence, dict(self.server_args), self.security
+        )
 
     def failover_bound_ms(self) -> int:
         """A defensible upper bound for an automatic failover (see the facts notes):

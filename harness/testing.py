@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
 from harness.crc16 import key_for_slot
-from harness.errors import NotReadyError
+from harness.errors import HarnessError, NotReadyError
 from harness.plugin import Metrics
+from harness.security import PLAIN, Security, refusal
 from harness.wait import eventually, wait_for
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from harness.history import Event
 
 __all__ = [
+    "PLAIN",
     "ErrorReply",
     "Failover",
     "FailoverWatcher",
@@ -204,9 +206,15 @@ def parse_reply(buf: bytes, start: int = 0) -> tuple[Reply, int] | None:
     raise RespError(f"not a RESP2 reply: {bytes(buf[start : start + 40])!r}")
 
 
-def raw_commands(node: Node, *cmds: Sequence[object], timeout: float = 2.0) -> list[Reply]:
+def raw_commands(
+    node: Node, *cmds: Sequence[object], timeout: float = 2.0, security: Security | None = None
+) -> list[Reply]:
     """Send ``cmds`` on one fresh connection to ``node`` and return their replies as the
     server wrote them (RESP2, error replies as :class:`ErrorReply`).
+
+    The connection uses the cluster's TLS and credentials (AUTH first, its reply not
+    returned) unless ``security`` says otherwise: ``PLAIN`` for a client that knows
+    nothing, ``node.security.anonymous()`` for TLS without a password.
 
     A plain socket rather than redis-py: redis-py turns ``-MOVED 5259 h:p`` into a
     ``MovedError("5259 h:p")`` and ``-ERR x`` into ``ResponseError("x")``, so the code
@@ -214,12 +222,14 @@ def raw_commands(node: Node, *cmds: Sequence[object], timeout: float = 2.0) -> l
     client does (``node.host:node.port``, not a proxy in front of it); one connection, so
     per-connection state (``READONLY``, ``ASKING``) applies to the later commands.
     """
-    with socket.create_connection((node.host, node.port), timeout=timeout) as sock:
-        sock.sendall(b"".join(encode_command(c) for c in cmds))
+    sec = node.security if security is None else security
+    auth = [sec.auth_args()] if sec.auth_args() else []
+    with _connect(node, sec, timeout) as sock:
+        sock.sendall(b"".join(encode_command(c) for c in [*auth, *cmds]))
         buf = b""
         replies: list[Reply] = []
         pos = 0
-        while len(replies) < len(cmds):
+        while len(replies) < len(cmds) + len(auth):
             parsed = parse_reply(buf, pos)
             if parsed is None:
                 chunk = sock.recv(65536)
@@ -232,7 +242,21 @@ def raw_commands(node: Node, *cmds: Sequence[object], timeout: float = 2.0) -> l
                 continue
             reply, pos = parsed
             replies.append(reply)
-    return replies
+    if auth and isinstance(replies[0], ErrorReply):
+        raise HarnessError(refusal(f"{node.name} {node.addr}", replies[0].text))
+    return replies[len(auth) :]
+
+
+def _connect(node: Node, sec: Security, timeout: float) -> socket.socket:
+    sock = socket.create_connection((node.host, node.port), timeout=timeout)
+    ctx = sec.ssl_context()
+    if ctx is None:
+        return sock
+    try:
+        return ctx.wrap_socket(sock, server_hostname=node.host)
+    except BaseException:
+        sock.close()
+        raise
 
 
 def _show(args: Sequence[object]) -> str:
@@ -245,15 +269,17 @@ def expect_error(
     code: str | None = "MOVED",
     before: Sequence[Sequence[object]] = (),
     timeout: float = 2.0,
+    security: Security | None = None,
 ) -> str:
     """Run ``cmd`` on ``node`` and return its error reply exactly, code included
     (``"MOVED 5259 127.0.0.1:30001"``), so a test can compare it with what the rule says.
 
     Fails (``AssertionError``) if the command succeeded, or failed with another code than
     ``code`` (``None`` accepts any). ``before``: commands sent first on the same connection
-    (``[("READONLY",)]``, ``[("ASKING",)]``); each must succeed.
+    (``[("READONLY",)]``, ``[("ASKING",)]``); each must succeed. ``security``: as for
+    :func:`raw_commands` (default: the cluster's credentials and TLS).
     """
-    *setup, reply = raw_commands(node, *before, cmd, timeout=timeout)
+    *setup, reply = raw_commands(node, *before, cmd, timeout=timeout, security=security)
     where = f"{node.name} {node.addr}"
     for args, got in zip(before, setup, strict=True):
         if isinstance(got, ErrorReply):

@@ -41,8 +41,8 @@ TRANSIENT_CODES = ("LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "MOVED", 
 def not_yet(exc: BaseException) -> bool:
     """Does ``exc`` mean the state may still come (retry), rather than that the probe is
     wrong or the state can never come (stop)?"""
-    if isinstance(exc, Hopeless):
-        return False
+    if isinstance(exc, Hopeless | redis.exceptions.AuthenticationError):
+        return False  # refused credentials (a subclass of ConnectionError) never heal
     if isinstance(exc, TRANSIENT):
         return True
     if isinstance(exc, redis.exceptions.ResponseError):

@@ -121,6 +121,7 @@ class Workload:
             socket_connect_timeout=self.spec.timeout_s,
             retry=Retry(NoBackoff(), 0),
             require_full_coverage=False,
+            **self.cluster.security.redis_kwargs(),
         )
 
     def _record(self, op: Op) -> None:
@@ -209,6 +210,7 @@ class Workload:
                 next_id=lambda: next(self._ids),
                 timeout_s=self.spec.timeout_s,
                 rate=self.spec.rate,
+                security=self.cluster.security,
             )
             await driver.run()
             return

@@ -15,6 +15,7 @@ from redis.retry import Retry
 
 from harness.impl import Implementation
 from harness.runs import Run
+from harness.security import PLAIN, Security, SecuritySpec, refusal
 
 Persistence = Literal["none", "rdb", "aof"]
 PERSISTENCE: tuple[Persistence, ...] = ("none", "rdb", "aof")
@@ -27,14 +28,22 @@ class NodeConfig:
     node_timeout_ms: int = 2000
     persistence: Persistence = "none"
     server_args: Mapping[str, str] = field(default_factory=dict)
+    security: SecuritySpec = field(default_factory=SecuritySpec)
 
 
 def render_config(
-    impl: Implementation, cfg: NodeConfig, *, port: int, bind: str, data_dir: str
+    impl: Implementation,
+    cfg: NodeConfig,
+    *,
+    port: int,
+    bind: str,
+    data_dir: str,
+    security: Security = PLAIN,
 ) -> str:
-    """A server config file for one node, in the dialect of ``impl``."""
+    """A server config file for one node, in the dialect of ``impl``; ``port`` is the TLS
+    port of a TLS node (its plain port is off), ``data_dir`` as the server sees it."""
     lines = [
-        f"port {port}",
+        *security.server_lines(port, data_dir),
         f"bind {bind}",
         "protected-mode no",
         "daemonize no",
@@ -62,9 +71,12 @@ def render_config(
     return "\n".join(lines) + "\n"
 
 
-def control_client(host: str, port: int, timeout: float = 2.0) -> redis.Redis:
+def control_client(
+    host: str, port: int, timeout: float = 2.0, security: Security = PLAIN
+) -> redis.Redis:
     """A plain client for harness control traffic: raw replies, no retries, short timeouts,
-    so a dead or paused node shows up as an error instead of a hang."""
+    so a dead or paused node shows up as an error instead of a hang; with the cluster's
+    credentials and TLS settings."""
     client = redis.Redis(
         host=host,
         port=port,
@@ -73,6 +85,7 @@ def control_client(host: str, port: int, timeout: float = 2.0) -> redis.Redis:
         socket_connect_timeout=min(timeout, 1.0),
         retry=Retry(NoBackoff(), 0),
         single_connection_client=False,
+        **security.redis_kwargs(),
     )
     client.response_callbacks.clear()
     return client
@@ -89,6 +102,8 @@ class Node(abc.ABC):
     backend_name: str = "?"
     #: (host, port) the node announces when its traffic goes through proxies
     announce: tuple[str, int] | None = None
+    #: credentials and TLS files of the node's cluster (:mod:`harness.security`)
+    security: Security = PLAIN
 
     @property
     def public_host(self) -> str:
@@ -116,7 +131,17 @@ class Node(abc.ABC):
         return f"<{type(self).__name__} {self.name} {self.addr} {self.state}>"
 
     def client(self, timeout: float = 2.0) -> redis.Redis:
-        return control_client(self.host, self.port, timeout)
+        return control_client(self.host, self.port, timeout, self.security)
+
+    def ping(self, client: redis.Redis) -> bool:
+        """One PING for a readiness wait: refused credentials end the wait at once
+        (:class:`~harness.wait.Hopeless`, one line), other errors propagate."""
+        from harness.wait import Hopeless
+
+        try:
+            return client.execute_command("PING") in ("PONG", b"PONG", True)  # type: ignore[no-untyped-call]
+        except (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
+            raise Hopeless(refusal(f"{self.name} {self.addr}", exc)) from None
 
     def call(self, *args: object, timeout: float = 2.0) -> object:
         """Run one command on this node and return the raw reply."""

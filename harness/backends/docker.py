@@ -49,6 +49,7 @@ from harness.errors import HarnessError, UsageError
 from harness.images import resolve_image
 from harness.impl import Implementation
 from harness.runs import Run, proc_start_time
+from harness.security import PLAIN, Security
 from harness.wait import Hopeless, wait_for
 
 PORT = 6379
@@ -76,17 +77,22 @@ class DockerNode(Node):
         index: int,
         ip: str,
         base: Path,
+        security: Security = PLAIN,
     ) -> None:
         self.backend = backend
+        self.security = security
         self.impl = impl
         self.index = index
         self.host = ip
         self.port = PORT
         self.dir = base / f"node-{index}"
         self.dir.mkdir(parents=True)
-        (self.dir / "server.conf").write_text(
-            render_config(impl, cfg, port=PORT, bind="0.0.0.0", data_dir=images.DATA_DIR)
+        # the directory is mounted at /data: the server reads its certificates there
+        security.issue_node_files(self.dir, [ip, backend.proxy_host()])
+        config = render_config(
+            impl, cfg, port=PORT, bind="0.0.0.0", data_dir=images.DATA_DIR, security=security
         )
+        (self.dir / "server.conf").write_text(config)
         self.container: Any = None  # docker.models.containers.Container
         self.state = "new"
 
@@ -162,7 +168,7 @@ class DockerNode(Node):
 
         def pong() -> tuple[bool, str]:
             try:
-                if client.execute_command("PING") in ("PONG", True):  # type: ignore[no-untyped-call]
+                if self.ping(client):
                     return True, "PONG"
             except redis.exceptions.RedisError as exc:
                 seen = str(exc)
@@ -322,7 +328,10 @@ class DockerBackend(Backend):
         self._make_network()
         base = Path(tempfile.mkdtemp(prefix="cluster-", dir=self.run.dir))
         hosts = list(self.subnet.hosts())[1:]  # .1 is the bridge's gateway
-        nodes = [DockerNode(self, impl, cfg, i, str(hosts[i]), base) for i in range(count)]
+        security = Security.create(cfg.security, base)
+        nodes = [
+            DockerNode(self, impl, cfg, i, str(hosts[i]), base, security) for i in range(count)
+        ]
         self.nodes.extend(nodes)
         return start_all(nodes, timeout=30)
 

@@ -23,6 +23,7 @@ from harness.impl import Implementation
 from harness.netns import RULE_TAG, Namespace
 from harness.ports import PortLease
 from harness.runs import Run
+from harness.security import PLAIN, Security
 from harness.wait import Hopeless, wait_for
 
 
@@ -38,8 +39,10 @@ class LocalNode(Node):
         port: int,
         base: Path,
         ns: Namespace | None = None,
+        security: Security = PLAIN,
     ):
         self.run = run
+        self.security = security
         self.impl = impl
         self.cfg = cfg
         self.index = index
@@ -52,7 +55,11 @@ class LocalNode(Node):
         self.dir.mkdir(parents=True)
         self.conf_path = self.dir / "server.conf"
         self.log_path = self.dir / "server.log"
-        config = render_config(impl, cfg, port=port, bind=self.host, data_dir=str(self.dir))
+        # a proxy in front of the node listens on the namespace's host address
+        security.issue_node_files(self.dir, [self.host, ns.host_addr if ns else "127.0.0.1"])
+        config = render_config(
+            impl, cfg, port=port, bind=self.host, data_dir=str(self.dir), security=security
+        )
         if ns is not None:
             config += f"bind-source-addr {self.host}\n"
         self.conf_path.write_text(config)
@@ -117,7 +124,7 @@ class LocalNode(Node):
             if self.proc is None or self.proc.poll() is not None:
                 self._reap()
                 raise Hopeless(self._exited_message())
-            return client.execute_command("PING") in ("PONG", b"PONG", True), "no PONG"  # type: ignore[no-untyped-call]
+            return self.ping(client), "no PONG"
 
         try:
             wait_for(pong, timeout, f"{self.name} {self.addr} answering PING", interval=0.005)
@@ -227,7 +234,11 @@ class LocalBackend(Backend):
             ports = [6379] * count  # each node has its own address in the namespace
         else:
             ports = self.lease.claim_exact(ports) if ports else self.lease.claim(count)
-        nodes = [LocalNode(self.run, impl, cfg, i, p, base, self.ns) for i, p in enumerate(ports)]
+        security = Security.create(cfg.security, base)
+        nodes = [
+            LocalNode(self.run, impl, cfg, i, p, base, self.ns, security)
+            for i, p in enumerate(ports)
+        ]
         self.nodes.extend(nodes)
         return start_all(nodes, timeout=15)
 

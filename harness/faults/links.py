@@ -70,7 +70,11 @@ class LinkFaults(FaultGroup):
             self.proxies[n] = (client, bus)
             n.announce = (host, p)
             n.call("CONFIG", "SET", "cluster-announce-ip", host)
-            n.call("CONFIG", "SET", "cluster-announce-port", p)
+            # with tls-cluster the announced client port is the TLS one
+            tls = n.security.tls
+            n.call(
+                "CONFIG", "SET", "cluster-announce-tls-port" if tls else "cluster-announce-port", p
+            )
             n.call("CONFIG", "SET", "cluster-announce-bus-port", p + 10000)
 
     def unwire(self) -> None:

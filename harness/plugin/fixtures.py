@@ -22,6 +22,7 @@ from harness.plugin.external import mismatch
 from harness.plugin.reporting import CLUSTERS
 from harness.plugin.state import STATE, HarnessState
 from harness.report import METRIC_PREFIX
+from harness.security import tls_unsupported
 from harness.spec import ClusterSpec
 from harness.workload import Workload, WorkloadSpec
 
@@ -134,6 +135,13 @@ def cluster_factory(
             )
         if kwargs.get("node_timeout_ms") is None:
             kwargs["node_timeout_ms"] = harness_state.node_timeout_ms
+        if "auth" not in kwargs and "password" not in kwargs:  # a marker's settings win
+            kwargs["auth"], kwargs["password"] = harness_state.auth, harness_state.password
+        kwargs.setdefault("tls", harness_state.tls)
+        if kwargs["tls"] and harness_impl.image is None:
+            reason = tls_unsupported(harness_impl.binary)
+            if reason is not None:
+                pytest.skip(reason)
         if isinstance(kwargs.get("server_args"), dict):
             kwargs["server_args"] = tuple(kwargs["server_args"].items())
         try:

@@ -85,6 +85,9 @@ def pytest_configure(config: pytest.Config) -> None:
         workload_engine=values["workload_engine"],
         nodes=values["nodes"],
         allow_destructive=values["allow_destructive"],
+        auth=values["auth"],
+        password=values["password"],
+        tls=values["tls"],
     )
     config.stash[STATE] = state
     config.pluginmanager.register(Reporter(state), "redis-cluster-harness-reporter")

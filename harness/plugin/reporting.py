@@ -123,6 +123,9 @@ class Reporter:
             "seed": state.seed,
             "workload_engine": state.workload_engine,
             "node_timeout_ms": state.node_timeout_ms,
+            # the password is never written; "password" when one was given
+            "auth": "password" if state.auth == "none" and state.password else state.auth,
+            "tls": state.tls,
             "started": state.started,
             "finished": now_iso(),
             "exit_status": int(exitstatus),

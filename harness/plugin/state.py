@@ -11,6 +11,7 @@ import pytest
 from harness.backends import resolve_implementation
 from harness.impl import Implementation
 from harness.report import TestResult, now_iso
+from harness.security import Auth
 from harness.workload import Engine
 
 
@@ -31,6 +32,9 @@ class HarnessState:
     allow_destructive: bool = False
     #: before every workload key: spread over slots (no hash tag), unique to this run
     key_prefix: str = field(default_factory=lambda: f"harness:{uuid.uuid4().hex[:12]}:")
+    auth: Auth = "none"  # defaults of @pytest.mark.cluster(auth=, password=, tls=)
+    password: str | None = None
+    tls: bool = False
     impl: Implementation | None = None
     used: bool = False
     started: str = field(default_factory=now_iso)
@@ -52,6 +56,8 @@ class HarnessState:
         return (
             f"{what}; backend {self.backend}{where}; node timeout {timeout}; "
             f"seed {self.seed}; workload engine {self.workload_engine}"
+            + (f"; auth {self.auth}" if self.auth != "none" or self.password else "")
+            + ("; tls" if self.tls else "")
         )
 
 
