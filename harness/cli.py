@@ -147,9 +147,14 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
+    from harness.backends.access import security_for
+
     get_backend(args.backend)
     # fail fast, in one line, before pytest starts
-    impl = resolve_implementation(args.impl, args.impl_binary, args.image, args.backend, args.nodes)
+    access = security_for(vars(args))
+    impl = resolve_implementation(
+        args.impl, args.impl_binary, args.image, args.backend, args.nodes, access
+    )
     if args.backend == "docker":
         from harness.images import preflight
 

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from harness.backends import AVAILABLE
 from harness.backends.base import PERSISTENCE
 from harness.errors import UsageError
-from harness.security import AUTHS, PASSWORD_CHARS, PASSWORD_HINT
+from harness.security import ACL_USER, AUTHS, PASSWORD_CHARS, PASSWORD_HINT
 from harness.workload import ENGINES
 
 Layer = Literal["run", "up", "pytest", "marker", "impls"]
@@ -356,6 +356,35 @@ OPTIONS: tuple[Option, ...] = (
         "made per cluster",
         _layers("run", "up", "pytest", "marker"),
         default=False,
+    ),
+    Option(
+        "user",
+        "text",
+        f"external backend, --auth acl: the ACL user to log in as (default {ACL_USER}, the "
+        "name of the user the harness makes on the clusters it starts)",
+        _layers("run", "pytest"),
+        metavar="NAME",
+    ),
+    Option(
+        "tls_ca_cert",
+        "text",
+        "external backend: the CA that signed the nodes' certificates; means --tls",
+        _layers("run", "pytest"),
+        metavar="FILE",
+    ),
+    Option(
+        "tls_cert",
+        "text",
+        "external backend: a client certificate, for servers with tls-auth-clients yes",
+        _layers("run", "pytest"),
+        metavar="FILE",
+    ),
+    Option(
+        "tls_key",
+        "text",
+        "external backend: the key of --tls-cert",
+        _layers("run", "pytest"),
+        metavar="FILE",
     ),
 )
 
