@@ -19,6 +19,7 @@ from harness.security import PLAIN, Security
 #: options that only mean something for a cluster the harness did not start
 EXTERNAL_ONLY = ("user", "tls_ca_cert", "tls_cert", "tls_key")
 TLS_HINT = "give --tls --tls-ca-cert FILE"
+CERT_HINT = "does it require a client certificate? give --tls-cert FILE --tls-key FILE"
 
 
 def security_for(values: Mapping[str, Any]) -> Security:
@@ -80,20 +81,13 @@ def greet(host: str, port: int, sec: Security, timeout: float = 3.0) -> None:
         ) from None
     except ssl.SSLError as exc:
         said = exc.reason or str(exc)
-        if "CERTIFICATE_REQUIRED" in str(exc):
-            raise HarnessError(
-                f"{where}: the server requires a client certificate ({said}) "
-                "(give --tls-cert FILE --tls-key FILE)"
-            ) from None
         if "WRONG_VERSION_NUMBER" in str(exc):
             raise HarnessError(f"{where}: not a TLS port ({said}) (drop --tls)") from None
+        if sec.cert_file is None:  # Redis: "certificate required"; Valkey: closed (EOF)
+            raise HarnessError(f"{where}: TLS refused ({said}): {CERT_HINT}") from None
         raise HarnessError(f"{where}: TLS handshake failed ({said})") from None
     except (_Closed, ConnectionResetError, BrokenPipeError) as exc:
-        hint = (
-            "a client certificate it refuses? (--tls-cert/--tls-key)"
-            if sec.tls
-            else f"a TLS port? {TLS_HINT}"
-        )
+        hint = CERT_HINT if sec.tls else f"a TLS port? {TLS_HINT}"
         raise HarnessError(
             f"{where}: closed the connection without a reply ({exc}): {hint}"
         ) from None
