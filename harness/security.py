@@ -15,6 +15,9 @@ the raw workload engine, raw RESP sockets, printed ``redis-cli`` lines).
   client may use for it (its own, the proxy host in front of it, 127.0.0.1), so clients
   verify hostnames too; servers verify their peers against the CA only, as Redis does.
   The files live in the cluster's directory under the run directory and go with it.
+- a cluster the harness did not start (``--backend external``): nothing is generated;
+  :meth:`Security.given` takes the user's password, ACL user (default :data:`ACL_USER`,
+  created with the line :func:`acl_setuser` prints) and CA / client certificate files.
 """
 
 from __future__ import annotations
@@ -89,7 +92,8 @@ class SecuritySpec:
 @dataclass(frozen=True)
 class Security:
     """One cluster's credentials and TLS files, and how each kind of client uses them.
-    Build with :meth:`create`; :data:`PLAIN` is the open cluster."""
+    Build with :meth:`create` (a cluster the harness starts: generated) or :meth:`given`
+    (one it did not: the user's password and files); :data:`PLAIN` is the open cluster."""
 
     spec: SecuritySpec = field(default_factory=SecuritySpec)
     user: str | None = None  # None: the default user
