@@ -29,7 +29,9 @@ def attach(
     found = discover(named, security)
     masters, replicas = found.shape()
     timeout = found.node_timeout_ms or ClusterSpec.node_timeout_ms
-    spec = ClusterSpec(masters=masters, replicas=replicas, node_timeout_ms=timeout)
+    spec = ClusterSpec(  # auth and tls as described; the password stays with ``security``
+        masters, replicas, timeout, auth=security.spec.auth, tls=security.tls
+    )
     return AttachedCluster(
         spec, impl, backend or ExternalBackend(), list(found.nodes), discovery=found
     )
