@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, UsageError
-from harness.rawclient import ReplyError, encode, parse_reply
+from harness.rawclient import ProtocolError, ReplyError, encode, parse_reply
 from harness.security import PLAIN, Security
 
 #: options that only mean something for a cluster the harness did not start
@@ -69,10 +69,13 @@ def greet(host: str, port: int, sec: Security, timeout: float = 3.0) -> None:
     the server's reply, code included, and the option to look at."""
     where = f"{host}:{port}"
     cmds = [c for c in (sec.auth_args(), ("PING",)) if c]
+    handshake = False  # under way
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
             ctx = sec.ssl_context()
+            handshake = ctx is not None
             with ctx.wrap_socket(raw, server_hostname=host) if ctx else raw as sock:
+                handshake = False
                 sock.sendall(b"".join(encode(*(a.encode() for a in c)) for c in cmds))
                 replies = _read(sock, len(cmds))
     except ssl.SSLCertVerificationError as exc:
@@ -87,10 +90,20 @@ def greet(host: str, port: int, sec: Security, timeout: float = 3.0) -> None:
             raise HarnessError(f"{where}: TLS refused ({said}): {CERT_HINT}") from None
         raise HarnessError(f"{where}: TLS handshake failed ({said})") from None
     except (_Closed, ConnectionResetError, BrokenPipeError) as exc:
-        hint = CERT_HINT if sec.tls else f"a TLS port? {TLS_HINT}"
+        hint = f"a TLS port? {TLS_HINT}"
+        if sec.tls:
+            hint = "a client certificate it refuses?" if sec.cert_file else CERT_HINT
         raise HarnessError(
             f"{where}: closed the connection without a reply ({exc}): {hint}"
         ) from None
+    except TimeoutError as exc:
+        if handshake:  # a plaintext server waits for the end of a line that never comes
+            raise HarnessError(
+                f"{where}: no TLS handshake ({exc}): not a TLS port? (drop --tls)"
+            ) from None
+        raise HarnessError(f"--nodes: {where} is unreachable ({exc})") from None
+    except ProtocolError as exc:
+        raise HarnessError(f"{where}: not a Redis server ({exc})") from None
     except OSError as exc:
         raise HarnessError(f"--nodes: {where} is unreachable ({exc})") from None
     if len(cmds) == 2 and isinstance(replies[0], ReplyError):

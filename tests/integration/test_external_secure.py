@@ -241,6 +241,17 @@ def test_refused_credentials_are_one_line_before_any_test(
     assert not (sandbox.dir / "reports").exists(), outcome(res)
 
 
+def test_tls_to_a_plaintext_cluster_is_one_line(
+    sandbox: Sandbox, guarded: Secured, tmp_path: Path
+) -> None:
+    import trustme
+
+    ca = tmp_path / "ca.crt"
+    trustme.CA().cert_pem.write_to_path(str(ca))
+    res = check(sandbox, guarded, "--password", ADMIN_PW, "--tls", "--tls-ca-cert", str(ca))
+    assert_refused(res, f"127.0.0.1:{guarded.ports[0]}: no TLS handshake", "(drop --tls)")
+
+
 def test_tls_cluster_passes_conformance_with_the_given_files(
     sandbox: Sandbox, encrypted: Secured
 ) -> None:
