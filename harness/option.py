@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Layer = Literal["run", "up", "pytest", "marker", "impls"]
+Layer = Literal["run", "up", "pytest", "marker", "impls", "acl-setuser"]
 Kind = Literal["int", "float", "bool", "text", "server_arg"]
 
 

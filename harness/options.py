@@ -4,7 +4,7 @@
 name (the attribute it lands in: a :class:`~harness.spec.ClusterSpec` field or the
 plugin's state), flag, kind, default, allowed values, help, and the layers that take it:
 
-- ``run`` / ``up`` / ``impls``: flags of ``python -m harness run`` / ``up`` / ``impls``;
+- ``run`` / ``up`` / ``impls`` / ``acl-setuser``: flags of ``python -m harness run`` ...;
 - ``pytest``: flags of the pytest plugin;
 - ``marker``: keywords of ``@pytest.mark.cluster`` and ``cluster_factory``, which are the
   fields of :class:`~harness.spec.ClusterSpec`.
@@ -227,7 +227,7 @@ OPTIONS: tuple[Option, ...] = (
         "text",
         "the password of --auth password/acl (default: a fresh one per cluster); "
         "alone, it means --auth password",
-        _layers("run", "up", "pytest", "marker"),
+        _layers("run", "up", "pytest", "marker", "acl-setuser"),
         metavar="PASSWORD",
         chars=PASSWORD_CHARS,
         chars_hint=PASSWORD_HINT,
@@ -245,7 +245,7 @@ OPTIONS: tuple[Option, ...] = (
         "text",
         f"external backend, --auth acl: the ACL user to log in as (default {ACL_USER}, the "
         "name of the user the harness makes on the clusters it starts)",
-        _layers("run", "pytest"),
+        _layers("run", "pytest", "acl-setuser"),
         metavar="NAME",
     ),
     Option(

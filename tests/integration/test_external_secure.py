@@ -1,9 +1,9 @@
 """``--backend external`` against secured clusters the harness did not start.
 
 Each cluster is made as an operator would: six ``redis-server`` processes with
-``requirepass``, an ACL user created with the documented ``ACL SETUSER`` line
-(:func:`harness.security.acl_setuser`), or TLS on every link with certificates of their
-own (``trustme``), joined with ``redis-cli ... --cluster create``. The harness then checks
+``requirepass`` and an ACL user made with the ``ACL SETUSER`` line ``python -m harness
+acl-setuser`` prints, or TLS on every link with certificates of their own (``trustme``),
+joined with ``redis-cli ... --cluster create``. The harness then checks
 it as a subprocess with ``--password``, ``--auth acl --user``, or ``--tls --tls-ca-cert
 --tls-cert --tls-key``; the conformance suite must pass and leave no key behind, and a
 wrong or missing credential, a plaintext client on a TLS port, or a bad CA file must be
@@ -17,6 +17,7 @@ import json
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from sandbox import Sandbox, assert_one_line_cli_error, outcome
 from harness.backends.base import control_client
 from harness.checkers import healthy
 from harness.ports import PortLease
-from harness.security import PLAIN, Security, acl_setuser
+from harness.security import PLAIN, Security
 from harness.topology import NodeView, Snapshot, parse_cluster_nodes, parse_info
 from harness.wait import wait_for
 
@@ -45,6 +46,7 @@ CHECKER_PW = "checker-pw"
 SERVER_ARGS = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
 SERVER_ARGS += ["--repl-diskless-sync-delay", "0", "--cluster-enabled", "yes"]
 SERVER_ARGS += ["--cluster-node-timeout", "5000"]
+ACL_ARGS = ["--user", CHECKER, "--password", CHECKER_PW]
 WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
 
 
@@ -141,12 +143,19 @@ def _form(cluster: Secured) -> None:
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     """``requirepass`` on the default user (the operator's), and the harness's ACL user
-    made on every node with the documented ``ACL SETUSER`` line."""
+    made on every node with the ``ACL SETUSER`` line ``python -m harness acl-setuser``
+    prints (what the README tells an operator to run)."""
     admin = Security.given("password", ADMIN_PW)
     args = ["--port", "{port}", "--requirepass", ADMIN_PW, "--masterauth", ADMIN_PW]
     with _outside(tmp_path_factory.mktemp("guarded"), admin, args) as cluster:
+        printed = subprocess.run(
+            [sys.executable, "-m", "harness", "acl-setuser", *ACL_ARGS],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         for p in cluster.ports:
-            _redis_cli(cluster, "-p", str(p), *shlex.split(acl_setuser(CHECKER, CHECKER_PW)))
+            _redis_cli(cluster, "-p", str(p), *shlex.split(printed))
         _form(cluster)
         yield cluster
 
@@ -215,8 +224,17 @@ def test_acl_user_with_the_documented_commands_passes_conformance(
 ) -> None:
     """The user made with ``acl_setuser()``'s line may run only HARNESS_COMMANDS, and
     that is enough for every check that runs on an external cluster, cleanup included."""
-    args = ["--auth", "acl", "--user", CHECKER, "--password", CHECKER_PW]
-    res = check(sandbox, guarded, *args, "--suite", "conformance", "--workload-engine", "raw")
+    res = check(
+        sandbox,
+        guarded,
+        "--auth",
+        "acl",
+        *ACL_ARGS,
+        "--suite",
+        "conformance",
+        "--workload-engine",
+        "raw",
+    )
     assert_conformance_passed(sandbox, res)
     assert set(guarded.key_counts().values()) == {0}, guarded.key_counts()
 

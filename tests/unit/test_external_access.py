@@ -110,5 +110,13 @@ def test_acl_setuser_grants_exactly_the_harness_commands() -> None:
     assert words[7:] == [f"+{c}" for c in HARNESS_COMMANDS]
 
 
+def test_the_cli_prints_the_same_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    assert main(["acl-setuser", "--user", "checker", "--password", "pw"]) == 0
+    assert capsys.readouterr().out == acl_setuser("checker", "pw") + "\n"
+    assert main(["acl-setuser", "--password", "has space"]) == 2
+
+
 def test_the_readme_shows_the_generated_acl_setuser_line() -> None:
     assert acl_setuser() in README.read_text(), "README: paste acl_setuser()'s line"
