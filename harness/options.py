@@ -225,8 +225,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "password",
         "text",
-        "the password of --auth password/acl (default: a fresh one per cluster); "
-        "alone, it means --auth password",
+        "the password of --auth password/acl (default: a fresh one per cluster; the "
+        "cluster's, required, on --backend external); alone, it means --auth password",
         _layers("run", "up", "pytest", "marker", "acl-setuser"),
         metavar="PASSWORD",
         chars=PASSWORD_CHARS,
@@ -236,7 +236,7 @@ OPTIONS: tuple[Option, ...] = (
         "tls",
         "bool",
         "TLS on client connections, replication and the cluster bus, with certificates "
-        "made per cluster",
+        "made per cluster (--backend external: those of --tls-ca-cert ...)",
         _layers("run", "up", "pytest", "marker"),
         default=False,
     ),

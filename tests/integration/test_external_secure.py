@@ -30,7 +30,7 @@ from sandbox import Sandbox, assert_one_line_cli_error, outcome
 from harness.backends.base import control_client
 from harness.checkers import healthy
 from harness.ports import PortLease
-from harness.security import PLAIN, Security
+from harness.security import Security
 from harness.topology import NodeView, Snapshot, parse_cluster_nodes, parse_info
 from harness.wait import wait_for
 
@@ -301,4 +301,3 @@ def test_tls_cluster_without_tls_or_certificate_is_one_line(
 def test_external_only_options_are_refused_elsewhere(sandbox: Sandbox) -> None:
     res = sandbox.run(["-m", "harness", "run", "--tls-ca-cert", "ca.crt"], timeout=60)
     assert_refused(res, "--tls-ca-cert is for --backend external")
-    assert PLAIN.cli_args() == []
