@@ -14,17 +14,24 @@ from harness.cluster import Cluster
 from harness.errors import UsageError
 from harness.history import Event
 from harness.impl import Implementation
+from harness.security import PLAIN, Security
 from harness.spec import ClusterSpec
 
 
 def attach(
-    named: Sequence[tuple[str, int]], impl: Implementation, backend: ExternalBackend | None = None
+    named: Sequence[tuple[str, int]],
+    impl: Implementation,
+    backend: ExternalBackend | None = None,
+    security: Security = PLAIN,
 ) -> AttachedCluster:
-    """A :class:`~harness.cluster.Cluster` over the running nodes, shaped as they are."""
-    found = discover(named)
+    """A :class:`~harness.cluster.Cluster` over the running nodes, shaped as they are,
+    reached with ``security`` (the credentials and TLS files given for them)."""
+    found = discover(named, security)
     masters, replicas = found.shape()
     timeout = found.node_timeout_ms or ClusterSpec.node_timeout_ms
-    spec = ClusterSpec(masters=masters, replicas=replicas, node_timeout_ms=timeout)
+    spec = ClusterSpec(  # auth and tls as described; the password stays with ``security``
+        masters, replicas, timeout, auth=security.spec.auth, tls=security.tls
+    )
     return AttachedCluster(
         spec, impl, backend or ExternalBackend(), list(found.nodes), discovery=found
     )

@@ -1,4 +1,5 @@
-"""Command line: ``python -m harness up|run|impls`` (or ``redis-cluster-harness ...``).
+"""Command line: ``python -m harness up|run|impls|acl-setuser|image|toxiproxy`` (or
+``redis-cluster-harness ...``).
 
 ``up`` gives a developer a cluster to poke at; ``run`` drives the suites through pytest
 so CI needs one command and gets an exit status, a JUnit file and ``summary.json``. Both
@@ -22,6 +23,7 @@ from harness import options
 from harness.backends import get_backend, resolve_implementation
 from harness.errors import HarnessError, UsageError
 from harness.options import Layer
+from harness.security import ACL_USER, acl_setuser
 from harness.shipped import data_dir
 from harness.spec import ClusterSpec
 
@@ -82,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         "impls", help="list implementation profiles and which are installed here"
     )
     _table_args(listing, "impls")
+
+    acl = sub.add_parser(
+        "acl-setuser",
+        help="print the ACL SETUSER command that makes the harness's user on a cluster "
+        "it did not start (run it on every node)",
+    )
+    _table_args(acl, "acl-setuser")
 
     image = sub.add_parser("image", help="container images for --backend docker")
     image_sub = image.add_subparsers(dest="image_command", required=True, parser_class=_Parser)
@@ -147,9 +156,14 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
+    from harness.backends.access import security_for
+
     get_backend(args.backend)
     # fail fast, in one line, before pytest starts
-    impl = resolve_implementation(args.impl, args.impl_binary, args.image, args.backend, args.nodes)
+    access = security_for(vars(args))
+    impl = resolve_implementation(
+        args.impl, args.impl_binary, args.image, args.backend, args.nodes, access
+    )
     if args.backend == "docker":
         from harness.images import preflight
 
@@ -200,8 +214,12 @@ def cmd_image(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command in ("up", "run", "impls"):  # the table's flags arrive as text
+        if args.command in ("up", "run", "impls", "acl-setuser"):  # flags arrive as text
             vars(args).update(options.from_text(args.command, vars(args)))
+        if args.command == "acl-setuser":
+            print(acl_setuser(args.user or ACL_USER, args.password or "PASSWORD"))
+            return 0
+        if args.command in ("up", "run", "impls"):
             impls.use_profiles(args.profiles)  # a mistake in them stops here
         if args.command == "up":
             return cmd_up(args)

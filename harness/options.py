@@ -1,10 +1,10 @@
 """The run and cluster options, declared once.
 
-:data:`OPTIONS` is a table: one row per option with its name (the attribute it lands in:
-a :class:`~harness.spec.ClusterSpec` field or the plugin's state), flag, kind, default,
-allowed values, help, and the layers that take it:
+:data:`OPTIONS` is a table: one row per option (:class:`~harness.option.Option`) with its
+name (the attribute it lands in: a :class:`~harness.spec.ClusterSpec` field or the
+plugin's state), flag, kind, default, allowed values, help, and the layers that take it:
 
-- ``run`` / ``up`` / ``impls``: flags of ``python -m harness run`` / ``up`` / ``impls``;
+- ``run`` / ``up`` / ``impls`` / ``acl-setuser``: flags of ``python -m harness run`` ...;
 - ``pytest``: flags of the pytest plugin;
 - ``marker``: keywords of ``@pytest.mark.cluster`` and ``cluster_factory``, which are the
   fields of :class:`~harness.spec.ClusterSpec`.
@@ -18,143 +18,26 @@ line wherever it comes from, spelled the way it was given: ``--masters 0: use 1.
 Names of things in a registry (``--impl``, ``--backend``) are checked where they are
 looked up (:func:`harness.impl.resolve`, :func:`harness.backends.get_backend`): the
 answer depends on what is installed, and the message lists what is. ``--nodes`` goes
-with ``--backend external`` only (:func:`harness.backends.external.check_options`).
+with ``--backend external`` only (:func:`harness.backends.external.check_options`), and
+so do ``--user`` and the ``--tls-*`` files (:func:`harness.backends.access.security_for`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from harness.backends import AVAILABLE
 from harness.backends.base import PERSISTENCE
 from harness.errors import UsageError
-from harness.security import AUTHS, PASSWORD_CHARS, PASSWORD_HINT
+from harness.option import Kind, Layer, Option, OptionError
+from harness.security import ACL_USER, AUTHS, PASSWORD_CHARS, PASSWORD_HINT
 from harness.workload import ENGINES
 
-Layer = Literal["run", "up", "pytest", "marker", "impls"]
-Kind = Literal["int", "float", "bool", "text", "server_arg"]
+__all__ = ["OPTION", "OPTIONS", "SUITES", "Kind", "Layer", "Option", "OptionError"]
+__all__ += ["check_fields", "for_layer", "from_text"]
 
 SUITES = {"conformance": ("conformance",), "chaos": ("chaos",), "all": ("conformance", "chaos")}
-
-
-class OptionError(ValueError):
-    """A value an option refuses: ``hint`` says what to give, ``value`` is what was given."""
-
-    def __init__(self, hint: str, value: object) -> None:
-        super().__init__(hint)
-        self.hint = hint
-        self.value = value
-
-
-@dataclass(frozen=True)
-class Option:
-    """One option: what it is called in each layer, what it takes, and its check."""
-
-    name: str  # attribute / ClusterSpec field / marker keyword
-    kind: Kind
-    help: str
-    layers: frozenset[Layer]
-    default: Any = None
-    flag_name: str | None = None  # default: --name-with-dashes
-    metavar: str | None = None
-    range: tuple[float, float] | None = None  # inclusive
-    choices: tuple[str, ...] = ()
-    unit: str = ""  # said after the range: "use 50..600000 ms"
-    repeat: bool = False  # the flag may be given several times; the value is a tuple
-    chars: frozenset[str] = frozenset()  # text: the characters allowed (empty: any)
-    chars_hint: str = ""  # what to say when another is given
-
-    @property
-    def flag(self) -> str:
-        return self.flag_name or "--" + self.name.replace("_", "-")
-
-    @property
-    def metavar_text(self) -> str | None:
-        return "{" + ",".join(self.choices) + "}" if self.choices else self.metavar
-
-    @property
-    def help_text(self) -> str:
-        shown = self.default not in (None, (), False)
-        return f"{self.help} (default {self.default})" if shown else self.help
-
-    def check(self, value: Any) -> None:
-        """The check of this option's values; raises :class:`OptionError`."""
-        if self.kind == "server_arg":
-            for item in value if isinstance(value, tuple) else [value]:
-                if not (
-                    isinstance(item, tuple)
-                    and len(item) == 2
-                    and isinstance(item[0], str)
-                    and item[0]
-                ):
-                    raise OptionError(
-                        "give (NAME, VALUE) pairs, e.g. (('maxmemory', '64mb'),)", value
-                    )
-            return
-        if self.kind == "bool":
-            if not isinstance(value, bool):
-                raise OptionError("give True or False", value)
-            return
-        if self.kind == "int" and (not isinstance(value, int) or isinstance(value, bool)):
-            raise OptionError(f"give a whole number, e.g. {self._example()}", value)
-        if self.kind == "float" and (not isinstance(value, int | float) or isinstance(value, bool)):
-            raise OptionError(f"give a number, e.g. {self._example()}", value)
-        if self.range is not None and not self.range[0] <= value <= self.range[1]:
-            lo, hi = (int(x) if x == int(x) else x for x in self.range)
-            unit = f" {self.unit}" if self.unit else ""
-            raise OptionError(f"use {lo}..{hi}{unit}, got {value}", value)
-        if self.choices and value not in self.choices:
-            raise OptionError(f"choose one of: {', '.join(self.choices)}", value)
-        if self.chars and value is not None and (not value or not set(value) <= self.chars):
-            raise OptionError(self.chars_hint, value)
-
-    def parse(self, text: str) -> Any:
-        """One command-line value (one of several, for a repeated flag) to a checked value."""
-        value: Any = text
-        if self.kind == "int":
-            try:
-                value = int(text)
-            except ValueError:
-                raise OptionError(f"give a whole number, e.g. {self._example()}", text) from None
-        elif self.kind == "float":
-            try:
-                value = float(text)
-            except ValueError:
-                raise OptionError(f"give a number, e.g. {self._example()}", text) from None
-        elif self.kind == "server_arg":
-            name, _, rest = text.strip().partition(" ")
-            if not name or not rest.strip():
-                raise OptionError("give 'NAME VALUE', e.g. --server-arg 'maxmemory 100mb'", text)
-            return (name, rest.strip())
-        elif self.kind == "bool":
-            raise TypeError(f"{self.name} is a flag: it takes no value")
-        self.check(value)
-        return value
-
-    @property
-    def switch(self) -> bool:
-        """A bool option is a flag without a value on the command line (``--allow-x``)."""
-        return self.kind == "bool"
-
-    def to_text(self, value: Any) -> list[str]:
-        """``value`` as command-line arguments (how ``run`` passes it on to pytest)."""
-        if value is None:
-            return []
-        if self.switch:
-            return [self.flag] if value else []
-        items = value if self.repeat else (value,)
-        return [a for item in items for a in (self.flag, self._item_text(item))]
-
-    def _item_text(self, item: Any) -> str:
-        return " ".join(item) if self.kind == "server_arg" else str(item)
-
-    def _example(self) -> object:
-        if self.default is not None:
-            return self.default
-        return int(self.range[0]) if self.range else 1
-
 
 _EVERYWHERE: frozenset[Layer] = frozenset({"run", "up", "pytest"})
 
@@ -342,9 +225,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "password",
         "text",
-        "the password of --auth password/acl (default: a fresh one per cluster); "
-        "alone, it means --auth password",
-        _layers("run", "up", "pytest", "marker"),
+        "the password of --auth password/acl (default: a fresh one per cluster; the "
+        "cluster's, required, on --backend external); alone, it means --auth password",
+        _layers("run", "up", "pytest", "marker", "acl-setuser"),
         metavar="PASSWORD",
         chars=PASSWORD_CHARS,
         chars_hint=PASSWORD_HINT,
@@ -353,9 +236,38 @@ OPTIONS: tuple[Option, ...] = (
         "tls",
         "bool",
         "TLS on client connections, replication and the cluster bus, with certificates "
-        "made per cluster",
+        "made per cluster (--backend external: those of --tls-ca-cert ...)",
         _layers("run", "up", "pytest", "marker"),
         default=False,
+    ),
+    Option(
+        "user",
+        "text",
+        f"external backend, --auth acl: the ACL user to log in as (default {ACL_USER}, the "
+        "name of the user the harness makes on the clusters it starts)",
+        _layers("run", "pytest", "acl-setuser"),
+        metavar="NAME",
+    ),
+    Option(
+        "tls_ca_cert",
+        "text",
+        "external backend: the CA that signed the nodes' certificates; means --tls",
+        _layers("run", "pytest"),
+        metavar="FILE",
+    ),
+    Option(
+        "tls_cert",
+        "text",
+        "external backend: a client certificate, for servers with tls-auth-clients yes",
+        _layers("run", "pytest"),
+        metavar="FILE",
+    ),
+    Option(
+        "tls_key",
+        "text",
+        "external backend: the key of --tls-cert",
+        _layers("run", "pytest"),
+        metavar="FILE",
     ),
 )
 

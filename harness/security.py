@@ -15,12 +15,16 @@ the raw workload engine, raw RESP sockets, printed ``redis-cli`` lines).
   client may use for it (its own, the proxy host in front of it, 127.0.0.1), so clients
   verify hostnames too; servers verify their peers against the CA only, as Redis does.
   The files live in the cluster's directory under the run directory and go with it.
+- a cluster the harness did not start (``--backend external``): nothing is generated;
+  :meth:`Security.given` takes the user's password, ACL user (default :data:`ACL_USER`,
+  created with the line :func:`acl_setuser` prints) and CA / client certificate files.
 """
 
 from __future__ import annotations
 
 import functools
 import secrets
+import shlex
 import ssl
 import string
 import subprocess
@@ -88,13 +92,16 @@ class SecuritySpec:
 @dataclass(frozen=True)
 class Security:
     """One cluster's credentials and TLS files, and how each kind of client uses them.
-    Build with :meth:`create`; :data:`PLAIN` is the open cluster."""
+    Build with :meth:`create` (a cluster the harness starts: generated) or :meth:`given`
+    (one it did not: the user's password and files); :data:`PLAIN` is the open cluster."""
 
     spec: SecuritySpec = field(default_factory=SecuritySpec)
     user: str | None = None  # None: the default user
     password: str | None = field(default=None, repr=False)  # never in messages
     replication_password: str | None = field(default=None, repr=False)
-    tls_dir: Path | None = None  # ca.crt, client.crt, client.key
+    ca_file: Path | None = None  # None: no TLS
+    cert_file: Path | None = None  # the client certificate (None: none sent) ...
+    key_file: Path | None = None  # ... and its key
     ca: Any = field(default=None, repr=False)  # trustme.CA: issues the nodes' certificates
 
     @classmethod
@@ -121,11 +128,42 @@ class Security:
         client = ca.issue_cert("harness-client", common_name="harness-client")
         client.cert_chain_pems[0].write_to_path(str(tls_dir / "client.crt"))
         client.private_key_pem.write_to_path(str(tls_dir / "client.key"))
-        return replace(sec, tls_dir=tls_dir, ca=ca)
+        files = [tls_dir / n for n in ("ca.crt", "client.crt", "client.key")]
+        return replace(sec, ca_file=files[0], cert_file=files[1], key_file=files[2], ca=ca)
+
+    @classmethod
+    def given(
+        cls,
+        auth: Auth,
+        password: str | None,
+        user: str | None = None,
+        tls_files: tuple[Path, Path | None, Path | None] | None = None,
+    ) -> Security:
+        """Credentials and files for a cluster the harness did not start (``--backend
+        external``): nothing is generated, the files are checked now, one line each.
+        ``tls_files``: the CA, and the client certificate and key (optional)."""
+        sec = cls(
+            SecuritySpec(auth, password, tls_files is not None),
+            user=(user or ACL_USER) if auth == "acl" else None,
+            password=None if auth == "none" else password,
+        )
+        if tls_files is None:
+            return sec
+        ca, cert, key = (None if f is None else f.absolute() for f in tls_files)
+        sec = replace(sec, ca_file=ca, cert_file=cert, key_file=key)
+        try:
+            ssl.create_default_context(cafile=str(ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"--tls-ca-cert {ca}: {_why(exc)}") from None
+        try:
+            sec.ssl_context()
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"--tls-cert {cert} --tls-key {key}: {_why(exc)}") from None
+        return sec
 
     @property
     def tls(self) -> bool:
-        return self.tls_dir is not None
+        return self.ca_file is not None
 
     def anonymous(self) -> Security:
         """The same TLS, no credentials: what a client that knows no password sees."""
@@ -164,11 +202,11 @@ class Security:
         if self.spec.auth == "password":
             lines += [f"requirepass {self.password}", f"masterauth {self.password}"]
         elif self.spec.auth == "acl":
-            allowed = " ".join(f"+{c}" for c in HARNESS_COMMANDS)
+            assert self.password is not None
             repl = " ".join(f"+{c}" for c in REPLICATION_COMMANDS)
             lines += [
                 "user default off",
-                f"user {ACL_USER} on >{self.password} ~* -@all {allowed}",
+                f"user {ACL_USER} {' '.join(acl_rules(self.password))}",
                 f"user {REPLICATION_USER} on >{self.replication_password} -@all {repl}",
                 f"masteruser {REPLICATION_USER}",
                 f"masterauth {self.replication_password}",
@@ -183,22 +221,19 @@ class Security:
             kw["password"] = self.password
             if self.user is not None:
                 kw["username"] = self.user
-        if self.tls_dir is not None:
-            kw.update(
-                ssl=True,
-                ssl_ca_certs=str(self.tls_dir / "ca.crt"),
-                ssl_certfile=str(self.tls_dir / "client.crt"),
-                ssl_keyfile=str(self.tls_dir / "client.key"),
-                ssl_check_hostname=True,
-            )
+        if self.ca_file is not None:
+            kw.update(ssl=True, ssl_ca_certs=str(self.ca_file), ssl_check_hostname=True)
+        if self.cert_file is not None:
+            kw.update(ssl_certfile=str(self.cert_file), ssl_keyfile=str(self.key_file))
         return kw
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """For raw sockets and asyncio connections (hostnames checked, client cert)."""
-        if self.tls_dir is None:
+        if self.ca_file is None:
             return None
-        ctx = ssl.create_default_context(cafile=str(self.tls_dir / "ca.crt"))
-        ctx.load_cert_chain(str(self.tls_dir / "client.crt"), str(self.tls_dir / "client.key"))
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        if self.cert_file is not None:
+            ctx.load_cert_chain(str(self.cert_file), str(self.key_file))
         return ctx
 
     def auth_args(self) -> tuple[str, ...]:
@@ -214,14 +249,32 @@ class Security:
             args += ["--user", self.user]
         if self.password is not None:
             args += ["--pass", self.password]
-        if self.tls_dir is not None:
-            t = self.tls_dir
-            args += ["--tls", "--cacert", f"{t}/ca.crt"]
-            args += ["--cert", f"{t}/client.crt", "--key", f"{t}/client.key"]
+        if self.ca_file is not None:
+            args += ["--tls", "--cacert", str(self.ca_file)]
+        if self.cert_file is not None:
+            args += ["--cert", str(self.cert_file), "--key", str(self.key_file)]
         return args
 
 
 PLAIN = Security()
+
+
+def acl_rules(password: str) -> list[str]:
+    """The ACL rules of the harness's user: every key, :data:`HARNESS_COMMANDS` only."""
+    return ["on", f">{password}", "~*", "-@all", *(f"+{c}" for c in HARNESS_COMMANDS)]
+
+
+def acl_setuser(user: str = ACL_USER, password: str = "PASSWORD") -> str:
+    """The command that creates the harness's user on a cluster it did not start, to run
+    on every node (ACLs are per node): ``redis-cli -h H -p P`` + this line, shell-quoted."""
+    return " ".join(shlex.quote(a) for a in ["ACL", "SETUSER", user, *acl_rules(password)])
+
+
+def _why(exc: OSError | ssl.SSLError) -> str:
+    """A file ssl could not load, in a few words."""
+    if isinstance(exc, ssl.SSLError):
+        return f"not a PEM file it can use ({exc.library}: {exc.reason})"
+    return exc.strerror or str(exc)
 
 
 def refusal(where: str, exc: object) -> str:

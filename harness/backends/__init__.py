@@ -10,6 +10,7 @@ from harness import impl as impls
 from harness.backends.base import Backend, Node, NodeConfig
 from harness.errors import UsageError
 from harness.impl import Implementation
+from harness.security import PLAIN, Security
 
 AVAILABLE = ("local", "docker", "external")
 
@@ -42,9 +43,11 @@ def resolve_implementation(
     image: str | None,
     backend: str,
     nodes: str | None = None,
+    security: Security = PLAIN,
 ) -> Implementation:
     """``--impl`` / ``--impl-binary`` / ``--image`` to the implementation under test; on
-    an external cluster (``--nodes``), what its nodes say they run."""
+    an external cluster (``--nodes``, reached with ``security``), what its nodes say they
+    run."""
     if backend == "external" or nodes:
         from harness.backends.external import check_options, preflight
 
@@ -54,7 +57,7 @@ def resolve_implementation(
                 f"{'--impl-binary' if binary else '--image'} does not apply to --backend "
                 "external: the cluster runs its own servers (--impl NAME may name their profile)"
             )
-        return preflight(named, name)
+        return preflight(named, name, security)
     if image is None:
         return impls.resolve(name, binary)
     if backend != "docker":

@@ -24,10 +24,12 @@ from typing import NoReturn
 import redis
 
 from harness import impl as impls
+from harness.backends.access import greet
 from harness.backends.base import Backend, Node, NodeConfig, control_client
 from harness.errors import HarnessError, NotSupportedError, UsageError
 from harness.impl import Implementation
 from harness.runs import Run
+from harness.security import PLAIN, Security
 from harness.topology import NodeEntry, parse_cluster_nodes, parse_info
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
@@ -77,12 +79,15 @@ class ExternalNode(Node):
 
     backend_name = "external"
 
-    def __init__(self, index: int, host: str, port: int, node_id: str) -> None:
+    def __init__(
+        self, index: int, host: str, port: int, node_id: str, security: Security = PLAIN
+    ) -> None:
         self.index = index
         self.host = host
         self.port = port
         self.node_id = node_id
         self.state = "running"
+        self.security = security
 
     @property
     def description(self) -> str:
@@ -145,10 +150,10 @@ class Discovery:
         return len(per) > 1
 
 
-def _ask(host: str, port: int, *args: object) -> str:
+def _ask(host: str, port: int, sec: Security, *args: object) -> str:
     """One read-only command to a named node; failures become one line naming it."""
     try:
-        with control_client(host, port, timeout=3.0) as c:
+        with control_client(host, port, 3.0, sec) as c:
             return str(c.execute_command(*args))
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
         raise HarnessError(f"--nodes: {host}:{port} is unreachable ({exc})") from None
@@ -156,27 +161,29 @@ def _ask(host: str, port: int, *args: object) -> str:
         raise HarnessError(f"--nodes: {host}:{port} refused {args[0]}: {exc}") from None
 
 
-def discover(named: Sequence[tuple[str, int]]) -> Discovery:
-    """Read the cluster from the named nodes only, and check the rule that every node it
-    reports is named by the address it announces. Sends nothing but reads."""
+def discover(named: Sequence[tuple[str, int]], sec: Security = PLAIN) -> Discovery:
+    """Read the cluster from the named nodes only (with the credentials and TLS files of
+    ``sec``), and check the rule that every node it reports is named by the address it
+    announces. Sends nothing but AUTH and reads."""
     ids: dict[tuple[str, int], str] = {}
     views: dict[tuple[str, int], list[NodeEntry]] = {}
     info_server: dict[str, str] = {}
     for host, port in named:
-        info = parse_info(_ask(host, port, "INFO", "cluster"))
+        greet(host, port, sec)
+        info = parse_info(_ask(host, port, sec, "INFO", "cluster"))
         if info.get("cluster_enabled") != "1":
             raise UsageError(
                 f"--nodes: {host}:{port} is not in cluster mode (cluster_enabled:"
                 f"{info.get('cluster_enabled', '?')}); the harness checks Redis Cluster nodes only"
             )
-        entries = parse_cluster_nodes(_ask(host, port, "CLUSTER", "NODES"))
+        entries = parse_cluster_nodes(_ask(host, port, sec, "CLUSTER", "NODES"))
         me = next((e for e in entries if e.is_myself), None)
         if me is None:
             raise HarnessError(f"--nodes: {host}:{port} lists no 'myself' in CLUSTER NODES")
         ids[(host, port)] = me.node_id
         views[(host, port)] = entries
         if not info_server:
-            info_server = parse_info(_ask(host, port, "INFO", "server"))
+            info_server = parse_info(_ask(host, port, sec, "INFO", "server"))
     by_id = {i: hp for hp, i in ids.items()}
     for (host, port), entries in views.items():
         for e in entries:
@@ -208,15 +215,16 @@ def discover(named: Sequence[tuple[str, int]]) -> Discovery:
     )
     rank = {m: i for i, m in enumerate(masters)}
     replicas = sorted(master_of, key=lambda r: (rank.get(master_of[r], len(rank)), entry[r].addr))
-    nodes = tuple(ExternalNode(k, *by_id[i], i) for k, i in enumerate([*masters, *replicas]))
-    timeout = _node_timeout(*named[0])
+    order = enumerate([*masters, *replicas])
+    nodes = tuple(ExternalNode(k, *by_id[i], i, sec) for k, i in order)
+    timeout = _node_timeout(*named[0], sec)
     return Discovery(nodes, master_of, info_server, timeout)
 
 
-def _node_timeout(host: str, port: int) -> int | None:
+def _node_timeout(host: str, port: int, sec: Security) -> int | None:
     """``cluster-node-timeout`` if ``CONFIG GET`` is allowed (managed services rename it)."""
     try:
-        with control_client(host, port) as c:
+        with control_client(host, port, 2.0, sec) as c:
             reply = c.execute_command("CONFIG", "GET", "cluster-node-timeout")
     except redis.exceptions.RedisError:
         return None
@@ -278,9 +286,11 @@ class ExternalBackend(Backend):
         """Nothing to release: the nodes keep running, as they were."""
 
 
-def preflight(named: Sequence[tuple[str, int]], name: str | None = None) -> Implementation:
+def preflight(
+    named: Sequence[tuple[str, int]], name: str | None = None, sec: Security = PLAIN
+) -> Implementation:
     """Check the rules above against the named nodes and identify their server: what
     ``run`` and the plugin do before any test, so bad input is one line up front."""
-    found = discover(named)
+    found = discover(named, sec)
     first = found.nodes[0]
     return identify(found.info_server, first.addr, name)

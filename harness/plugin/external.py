@@ -74,7 +74,7 @@ def cluster_settings(item: pytest.Item) -> dict[str, Any]:
 
 def skip_unfit(state: HarnessState, items: list[pytest.Item]) -> None:
     """Mark the tests that do not run on the external cluster as skipped, with why."""
-    found = discover(check_options(state.backend, state.nodes))
+    found = discover(check_options(state.backend, state.nodes), state.access)
     for item in items:
         reason = (
             keyspace_reason(item)

@@ -138,7 +138,7 @@ def cluster_factory(
         if "auth" not in kwargs and "password" not in kwargs:  # a marker's settings win
             kwargs["auth"], kwargs["password"] = harness_state.auth, harness_state.password
         kwargs.setdefault("tls", harness_state.tls)
-        if kwargs["tls"] and harness_impl.image is None:
+        if kwargs["tls"] and harness_impl.image is None and harness_state.backend != "external":
             reason = tls_unsupported(harness_impl.binary)
             if reason is not None:
                 pytest.skip(reason)
@@ -170,9 +170,9 @@ def _attach(
 ) -> Cluster:
     """The external cluster, or a skip when it is not the cluster the test asks for."""
     named = check_options(state.backend, state.nodes)
-    c = attach(named, impl)
+    c = attach(named, impl, security=state.access)
     any_shape = request.node.get_closest_marker("any_shape") is not None
-    reason = mismatch(settings, c.discovery or discover(named), any_shape)
+    reason = mismatch(settings, c.discovery or discover(named, state.access), any_shape)
     if reason is not None:
         c.close()
         pytest.skip(reason)

@@ -11,6 +11,7 @@ import pytest
 from harness import impl as impls
 from harness import options
 from harness.backends import get_backend
+from harness.backends.access import security_for
 from harness.backends.external import check_options
 from harness.errors import HarnessError
 from harness.plugin.collection import CAPABILITIES
@@ -66,6 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
         values = options.from_text("pytest", given)
         get_backend(values["backend"])
         check_options(values["backend"], values["nodes"])
+        access = security_for(values)
         impls.use_profiles(values["profiles"])
     except HarnessError as exc:
         raise pytest.UsageError(*str(exc).splitlines()) from None  # an ERROR: line each
@@ -88,6 +90,7 @@ def pytest_configure(config: pytest.Config) -> None:
         auth=values["auth"],
         password=values["password"],
         tls=values["tls"],
+        access=access,
     )
     config.stash[STATE] = state
     config.pluginmanager.register(Reporter(state), "redis-cluster-harness-reporter")

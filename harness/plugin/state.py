@@ -11,7 +11,7 @@ import pytest
 from harness.backends import resolve_implementation
 from harness.impl import Implementation
 from harness.report import TestResult, now_iso
-from harness.security import Auth
+from harness.security import PLAIN, Auth, Security
 from harness.workload import Engine
 
 
@@ -35,6 +35,8 @@ class HarnessState:
     auth: Auth = "none"  # defaults of @pytest.mark.cluster(auth=, password=, tls=)
     password: str | None = None
     tls: bool = False
+    #: how to reach an external cluster (--password, --user, --tls-ca-cert, ...)
+    access: Security = PLAIN
     impl: Implementation | None = None
     used: bool = False
     started: str = field(default_factory=now_iso)
@@ -43,7 +45,7 @@ class HarnessState:
     def implementation(self) -> Implementation:
         if self.impl is None:
             self.impl = resolve_implementation(
-                self.impl_name, self.impl_binary, self.image, self.backend, self.nodes
+                self.impl_name, self.impl_binary, self.image, self.backend, self.nodes, self.access
             )
         return self.impl
 
@@ -57,7 +59,7 @@ class HarnessState:
             f"{what}; backend {self.backend}{where}; node timeout {timeout}; "
             f"seed {self.seed}; workload engine {self.workload_engine}"
             + (f"; auth {self.auth}" if self.auth != "none" or self.password else "")
-            + ("; tls" if self.tls else "")
+            + ("; tls" if self.tls or self.access.tls else "")
         )
 
 

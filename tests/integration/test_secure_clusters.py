@@ -55,8 +55,8 @@ def test_tls_cluster_refuses_clients_without_tls_or_certificate(tls_impl: Implem
         assert node.config_get("tls-replication") == "yes"
         with pytest.raises(OSError):  # plaintext on a TLS port: the server drops it
             raw_commands(node, ("PING",), security=PLAIN)
-        assert c.security.tls_dir is not None
-        ctx = ssl.create_default_context(cafile=str(c.security.tls_dir / "ca.crt"))
+        assert c.security.ca_file is not None
+        ctx = ssl.create_default_context(cafile=str(c.security.ca_file))
         # Redis sends TLS 1.3's "certificate required" alert; Valkey closes the connection
         with (
             pytest.raises(ssl.SSLError, match=r"CERTIFICATE_REQUIRED|EOF occurred"),

@@ -43,7 +43,7 @@ def test_defaults_and_repeated_flags() -> None:
     ]
 
 
-@pytest.mark.parametrize("layer", ["run", "up", "impls"])
+@pytest.mark.parametrize("layer", ["run", "up", "impls", "acl-setuser"])
 def test_cli_flags_are_the_table(layer: options.Layer) -> None:
     sub = build_parser()._subparsers._group_actions[0].choices[layer]  # type: ignore[union-attr]
     flags = {s for a in sub._actions for s in a.option_strings if s not in ("-h", "--help")}
