@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 import redis
+from outside import settled
 from sandbox import PYTEST, Sandbox, assert_one_line_cli_error, assert_pytest_usage_error, outcome
 
 from harness.backends.base import control_client
-from harness.checkers import healthy
 from harness.ports import PortLease
-from harness.topology import NodeView, Snapshot, parse_cluster_nodes, parse_info
+from harness.topology import parse_cluster_nodes
 from harness.wait import wait_for
 
 REDIS = shutil.which("redis-server")
@@ -69,18 +69,7 @@ class Outside:
             return list(c.scan_iter(match=pattern, count=1000))
 
     def ready(self) -> tuple[bool, str]:
-        """Healthy as the harness's checkers judge it (gossip settled: all nodes agree on
-        the roles redis-cli set) and every replica synced, as an operator would wait."""
-        views, seen = [], []
-        for p in self.ports:
-            entries = parse_cluster_nodes(self.call(p, "CLUSTER", "NODES"))
-            info = parse_info(self.call(p, "CLUSTER", "INFO"))
-            views.append(NodeView(f"127.0.0.1:{p}", tuple(entries), info))
-            rep = parse_info(self.call(p, "INFO", "replication"))
-            if rep.get("role") != "master" and rep.get("master_link_status") != "up":
-                seen.append(f"{p}: replica link {rep.get('master_link_status')}")
-        verdict = healthy(Snapshot(tuple(views)))
-        return verdict.ok and not seen, "; ".join([*seen, *verdict.problems])
+        return settled(self.call, self.ports)
 
 
 def _start_server(directory: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:

@@ -25,13 +25,12 @@ from typing import Any
 
 import pytest
 import redis
+from outside import settled
 from sandbox import Sandbox, assert_one_line_cli_error, outcome
 
 from harness.backends.base import control_client
-from harness.checkers import healthy
 from harness.ports import PortLease
 from harness.security import Security
-from harness.topology import NodeView, Snapshot, parse_cluster_nodes, parse_info
 from harness.wait import wait_for
 
 REDIS = shutil.which("redis-server")
@@ -70,17 +69,7 @@ class Secured:
         return {p: int(self.call(p, "DBSIZE")) for p in self.ports}
 
     def ready(self) -> tuple[bool, str]:
-        """Healthy as the harness's checkers judge it, and every replica synced."""
-        views, seen = [], []
-        for p in self.ports:
-            entries = parse_cluster_nodes(self.call(p, "CLUSTER", "NODES"))
-            info = parse_info(self.call(p, "CLUSTER", "INFO"))
-            views.append(NodeView(f"127.0.0.1:{p}", tuple(entries), info))
-            rep = parse_info(self.call(p, "INFO", "replication"))
-            if rep.get("role") != "master" and rep.get("master_link_status") != "up":
-                seen.append(f"{p}: replica link {rep.get('master_link_status')}")
-        verdict = healthy(Snapshot(tuple(views)))
-        return verdict.ok and not seen, "; ".join([*seen, *verdict.problems])
+        return settled(self.call, self.ports)
 
 
 def _answering(cluster: Secured, port: int) -> tuple[bool, str]:
