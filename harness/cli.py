@@ -185,8 +185,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         if "pytest" in opt.layers:
             value = str(report_dir) if opt.name == "report_dir" else getattr(args, opt.name)
             argv += opt.to_text(value)
+    if args.workers not in (None, "0", "1"):  # pytest-xdist; shared clusters: loadgroup
+        argv += ["-n", _workers(args.workers)]
     code = int(pytest.main([*argv, *args.pytest_args]))
     return 0 if code == 0 else (code or 1)
+
+
+def _workers(text: str) -> str:
+    if text in ("auto", "logical") or (text.isdigit() and 0 < int(text) <= 64):
+        return text
+    raise UsageError(f"-n {text}: use a number of processes 1..64 or auto")
 
 
 def cmd_impls() -> int:

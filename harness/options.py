@@ -205,6 +205,23 @@ OPTIONS: tuple[Option, ...] = (
         default=False,
     ),
     Option(
+        "no_shared_clusters",
+        "bool",
+        "start a cluster for every test, also for the tests marked shares_cluster "
+        "(which otherwise take turns on one cluster per shape, checked between tests)",
+        _layers("run", "pytest"),
+        default=False,
+    ),
+    Option(
+        "workers",
+        "text",
+        "run the tests in N parallel processes (pytest-xdist; `auto`: one per CPU); "
+        "tests sharing a cluster go to the same process",
+        _layers("run"),
+        metavar="N",
+        flag_name="-n",
+    ),
+    Option(
         "profiles",
         "text",
         "TOML file of your own implementation profiles (a fork, a vendor build), laid over "

@@ -27,6 +27,7 @@ from harness.plugin.fixtures import (
     artifacts,
     cluster,
     cluster_factory,
+    harness_cluster_pool,
     harness_impl,
     harness_seed,
     harness_state,
@@ -37,6 +38,7 @@ from harness.plugin.fixtures import (
 from harness.plugin.options import pytest_addoption, pytest_configure, pytest_unconfigure
 from harness.plugin.reporting import pytest_runtest_makereport
 from harness.plugin.state import HarnessState
+from harness.plugin.workers import pytest_cmdline_main
 
 __all__ = [
     "ClusterFactory",
@@ -46,11 +48,13 @@ __all__ = [
     "artifacts",
     "cluster",
     "cluster_factory",
+    "harness_cluster_pool",
     "harness_impl",
     "harness_seed",
     "harness_state",
     "metrics",
     "pytest_addoption",
+    "pytest_cmdline_main",
     "pytest_collection_modifyitems",
     "pytest_configure",
     "pytest_report_collectionfinish",

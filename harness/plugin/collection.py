@@ -10,6 +10,7 @@ from harness import impl as impls
 from harness.backends import get_backend
 from harness.errors import HarnessError
 from harness.plugin.external import skip_unfit
+from harness.plugin.shared import group_of, mark_settings, shares
 from harness.plugin.state import STATE
 
 HARNESS_FIXTURES = {"cluster", "cluster_factory", "harness_impl"}
@@ -17,11 +18,16 @@ BACKEND_CAPABILITIES = frozenset({"network_faults"})  # what backends may offer
 CAPABILITIES = impls.KNOWN_CAPABILITIES | BACKEND_CAPABILITIES
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[STATE]
     users = [i for i in items if HARNESS_FIXTURES & set(getattr(i, "fixturenames", ()))]
     if not users:
         return
+    if state.shared_clusters:
+        for item in users:
+            if shares(item) and not item.get_closest_marker("xdist_group"):
+                item.add_marker(pytest.mark.xdist_group(group_of(mark_settings(item))))
     state.used = True
     try:
         impl = state.implementation()

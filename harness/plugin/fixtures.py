@@ -20,6 +20,7 @@ from harness.impl import Implementation
 from harness.options import MARKER_FIELDS
 from harness.plugin.external import mismatch
 from harness.plugin.reporting import CLUSTERS
+from harness.plugin.shared import ClusterPool, mark_settings, shares
 from harness.plugin.state import STATE, HarnessState
 from harness.report import METRIC_PREFIX
 from harness.security import tls_unsupported
@@ -68,10 +69,10 @@ def workload(
         return made[-1]
 
     yield make  # torn down before cluster_factory: the clusters still serve
-    for wl in made:
+    for wl in made:  # a shared or foreign cluster outlives the test: no load stays on it
+        with contextlib.suppress(HarnessError):  # the test has seen it already
+            wl.stop()
         if not wl.cluster.backend.owns_cluster:
-            with contextlib.suppress(HarnessError):  # the test has seen it already
-                wl.stop()
             wl.remove_keys()
 
 
@@ -124,35 +125,14 @@ def cluster_factory(
 
     Keyword arguments are those of :class:`~harness.spec.ClusterSpec` plus ``ports``.
     """
-    clusters: list[Cluster] = []
-    request.node.stash[CLUSTERS] = clusters
+    clusters: list[Cluster] = []  # closed after the test
+    request.node.stash[CLUSTERS] = []  # these and a shared one: their logs go in a report
 
     def make(ports: list[int] | None = None, **kwargs: Any) -> Cluster:
-        unknown = set(kwargs) - CLUSTER_MARK_ARGS
-        if unknown:
-            raise TypeError(
-                f"unknown cluster setting(s) {sorted(unknown)}; use {sorted(CLUSTER_MARK_ARGS)}"
-            )
-        if kwargs.get("node_timeout_ms") is None:
-            kwargs["node_timeout_ms"] = harness_state.node_timeout_ms
-        if "auth" not in kwargs and "password" not in kwargs:  # a marker's settings win
-            kwargs["auth"], kwargs["password"] = harness_state.auth, harness_state.password
-        kwargs.setdefault("tls", harness_state.tls)
-        if kwargs["tls"] and harness_impl.image is None and harness_state.backend != "external":
-            reason = tls_unsupported(harness_impl.binary)
-            if reason is not None:
-                pytest.skip(reason)
-        if isinstance(kwargs.get("server_args"), dict):
-            kwargs["server_args"] = tuple(kwargs["server_args"].items())
-        try:
-            if harness_state.backend == "external":
-                c: Cluster = _attach(request, harness_state, harness_impl, kwargs)
-            else:
-                spec = ClusterSpec(**kwargs)
-                c = Cluster.start(harness_impl, spec, backend=harness_state.backend, ports=ports)
-        except HarnessError as exc:  # the message says it all; a traceback through us does not help
-            raise pytest.fail.Exception(f"{type(exc).__name__}: {exc}", pytrace=False) from None
+        settings = _settings(harness_state, harness_impl, kwargs)
+        c = _start(request, harness_state, harness_impl, settings, ports)
         clusters.append(c)
+        request.node.stash[CLUSTERS].append(c)
         if len(clusters) == 1 and c.backend.owns_cluster:
             Metrics(request.node).record("bringup_ms", c.bringup_ms)
         return c
@@ -160,6 +140,45 @@ def cluster_factory(
     yield make
     for c in clusters:
         c.close()
+
+
+def _settings(state: HarnessState, impl: Implementation, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The test's cluster settings with the session's defaults filled in (or a skip when
+    the implementation cannot have them)."""
+    unknown = set(kwargs) - CLUSTER_MARK_ARGS
+    if unknown:
+        raise TypeError(
+            f"unknown cluster setting(s) {sorted(unknown)}; use {sorted(CLUSTER_MARK_ARGS)}"
+        )
+    kwargs = dict(kwargs)
+    if kwargs.get("node_timeout_ms") is None:
+        kwargs["node_timeout_ms"] = state.node_timeout_ms
+    if "auth" not in kwargs and "password" not in kwargs:  # a marker's settings win
+        kwargs["auth"], kwargs["password"] = state.auth, state.password
+    kwargs.setdefault("tls", state.tls)
+    if kwargs["tls"] and impl.image is None and state.backend != "external":
+        reason = tls_unsupported(impl.binary)
+        if reason is not None:
+            pytest.skip(reason)
+    if isinstance(kwargs.get("server_args"), dict):
+        kwargs["server_args"] = tuple(kwargs["server_args"].items())
+    return kwargs
+
+
+def _start(
+    request: pytest.FixtureRequest,
+    state: HarnessState,
+    impl: Implementation,
+    settings: dict[str, Any],
+    ports: list[int] | None = None,
+) -> Cluster:
+    try:
+        if state.backend == "external":
+            return _attach(request, state, impl, settings)
+        spec = ClusterSpec(**settings)
+        return Cluster.start(impl, spec, backend=state.backend, ports=ports)
+    except HarnessError as exc:  # the message says it all; a traceback through us does not help
+        raise pytest.fail.Exception(f"{type(exc).__name__}: {exc}", pytrace=False) from None
 
 
 def _attach(
@@ -179,16 +198,39 @@ def _attach(
     return c
 
 
+@pytest.fixture(scope="session")
+def harness_cluster_pool(harness_state: HarnessState) -> Iterator[ClusterPool]:
+    """The clusters ``shares_cluster`` tests take turns on (one pool per process)."""
+    pool = ClusterPool()
+    harness_state.pool = pool
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def cluster(request: pytest.FixtureRequest, cluster_factory: ClusterFactory) -> Cluster:
-    """A ready cluster shaped by ``@pytest.mark.cluster(...)`` (default 3 masters × 1 replica)."""
-    kwargs: dict[str, Any] = {}
-    for mark in reversed(list(request.node.iter_markers("cluster"))):  # closest mark wins
-        if mark.args:
-            raise TypeError(
-                "@pytest.mark.cluster takes keyword arguments only, e.g. cluster(masters=3)"
-            )
-        kwargs.update(mark.kwargs)
-    if any("network_faults" in m.args for m in request.node.iter_markers("requires")):
-        kwargs.setdefault("network_faults", True)
-    return cluster_factory(**kwargs)
+def cluster(
+    request: pytest.FixtureRequest,
+    harness_state: HarnessState,
+    harness_impl: Implementation,
+    cluster_factory: ClusterFactory,
+) -> Iterator[Cluster]:
+    """A ready cluster shaped by ``@pytest.mark.cluster(...)`` (default 3 masters × 1
+    replica); a test marked ``shares_cluster`` gets one it shares with other such tests
+    (:mod:`harness.plugin.shared`) unless ``--no-shared-clusters``."""
+    kwargs = mark_settings(request.node)
+    if not (
+        shares(request.node)
+        and harness_state.shared_clusters
+        and harness_state.backend != "external"
+    ):
+        yield cluster_factory(**kwargs)
+        return
+    pool: ClusterPool = request.getfixturevalue("harness_cluster_pool")
+    settings = _settings(harness_state, harness_impl, kwargs)
+    nodeid = request.node.nodeid
+    c = pool.get(settings, lambda: _start(request, harness_state, harness_impl, settings), nodeid)
+    request.node.stash[CLUSTERS].append(c)  # its logs go in a failure's report
+    yield c
+    broken = pool.release(settings, nodeid)
+    if broken is not None:
+        request.node.warn(pytest.PytestWarning(broken))

@@ -14,6 +14,7 @@ from harness.backends import get_backend
 from harness.backends.access import security_for
 from harness.backends.external import check_options
 from harness.errors import HarnessError
+from harness.plugin import workers
 from harness.plugin.collection import CAPABILITIES
 from harness.plugin.reporting import Reporter
 from harness.plugin.state import STATE, HarnessState
@@ -59,6 +60,12 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
+        "shares_cluster: the test leaves the cluster as it found it (no fault, no topology "
+        "change; keys are flushed between tests), so it takes turns with other such tests "
+        "on one cluster of its shape",
+    )
+    config.addinivalue_line(
+        "markers",
         "any_shape: the test holds on a cluster of any shape; its cluster(...) mark only "
         "picks what the harness starts (an external cluster need not match it)",
     )
@@ -81,7 +88,7 @@ def pytest_configure(config: pytest.Config) -> None:
         image=values["image"],
         backend=values["backend"],
         node_timeout_ms=values["node_timeout_ms"],
-        seed=random.SystemRandom().randrange(2**31) if seed is None else seed,
+        seed=_seed(config, seed),
         report_dir=report_dir,
         report_dir_given=values["report_dir"] is not None,
         workload_engine=values["workload_engine"],
@@ -91,14 +98,24 @@ def pytest_configure(config: pytest.Config) -> None:
         password=values["password"],
         tls=values["tls"],
         access=access,
+        shared_clusters=not values["no_shared_clusters"],
     )
     config.stash[STATE] = state
+    workers.register(config)
     config.pluginmanager.register(Reporter(state), "redis-cluster-harness-reporter")
     if state.impl_name or state.impl_binary or state.image:
         try:
             state.implementation()  # bad --impl / --impl-binary: fail now, in one line
         except HarnessError as exc:
             raise pytest.UsageError(str(exc)) from None
+
+
+def _seed(config: pytest.Config, given: int | None) -> int:
+    """``--seed``, else the one the xdist controller drew, else a new one."""
+    if given is not None:
+        return given
+    drawn = workers.seed_from_controller(config)
+    return random.SystemRandom().randrange(2**31) if drawn is None else drawn
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -108,16 +108,8 @@ class Reporter:
         state = self.state
         if hasattr(session.config, "workerinput") or not (state.used or state.report_dir_given):
             return
-        impl = state.impl
-        meta = {
-            "implementation": None
-            if impl is None
-            else {
-                "name": impl.name,
-                "flavor": impl.flavor,
-                "version": impl.version_str,
-                "binary": impl.binary,
-            },
+        meta: dict[str, Any] = {
+            "implementation": state.implementation_meta(),
             "backend": state.backend,
             "nodes": state.nodes,
             "seed": state.seed,
@@ -130,6 +122,9 @@ class Reporter:
             "finished": now_iso(),
             "exit_status": int(exitstatus),
         }
+        notes = state.pool_notes + list(state.pool.replaced if state.pool else ())
+        if notes:  # a shares_cluster test that changed its cluster: a mark to remove
+            meta["shared_cluster_replaced"] = notes
         self.summary_path = write_summary(
             state.report_dir, build_summary(meta, state.results.values())
         )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.backends import resolve_implementation
 from harness.impl import Implementation
+from harness.plugin.shared import ClusterPool
 from harness.report import TestResult, now_iso
 from harness.security import PLAIN, Auth, Security
 from harness.workload import Engine
@@ -37,7 +39,13 @@ class HarnessState:
     tls: bool = False
     #: how to reach an external cluster (--password, --user, --tls-ca-cert, ...)
     access: Security = PLAIN
+    #: tests marked shares_cluster take turns on pooled clusters (--no-shared-clusters: off)
+    shared_clusters: bool = True
+    pool: ClusterPool | None = None
     impl: Implementation | None = None
+    #: the implementation a worker process reported (pytest-xdist controller)
+    impl_meta: dict[str, Any] | None = None
+    pool_notes: list[str] = field(default_factory=list)  # shared clusters a test changed
     used: bool = False
     started: str = field(default_factory=now_iso)
     results: dict[str, TestResult] = field(default_factory=dict)
@@ -48,6 +56,13 @@ class HarnessState:
                 self.impl_name, self.impl_binary, self.image, self.backend, self.nodes, self.access
             )
         return self.impl
+
+    def implementation_meta(self) -> dict[str, Any] | None:
+        """The implementation as summary.json names it (None: no test used a cluster)."""
+        if self.impl is None:
+            return self.impl_meta
+        i = self.impl
+        return {"name": i.name, "flavor": i.flavor, "version": i.version_str, "binary": i.binary}
 
     def describe(self) -> str:
         what = (

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.destructive("kills, pauses, restarts and fails over nod
 NT_FAST = 1000  # node timeout for the fault suites: failovers in about a second
 
 
+@pytest.mark.shares_cluster  # no fault: the three kinds take turns on one cluster
 @pytest.mark.parametrize("kind", ["set", "register", "counter"])
 def test_fault_free_run_loses_nothing(
     cluster: Cluster, metrics: Metrics, artifacts: Path, workload: WorkloadFactory, kind: str

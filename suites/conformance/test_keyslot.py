@@ -15,6 +15,9 @@ import pytest
 
 from harness import Cluster, key_slot
 
+# these tests only read, or write keys (flushed between tests): they share a cluster
+pytestmark = pytest.mark.shares_cluster
+
 EDGE_CASES = [
     "",
     "123456789",

@@ -18,6 +18,9 @@ import pytest
 from harness import Cluster, key_for_slot, key_slot
 from harness.testing import expect_error
 
+# these tests only read, or write keys (flushed between tests): they share a cluster
+pytestmark = pytest.mark.shares_cluster
+
 
 def test_wrong_master_answers_moved_to_the_owner(cluster: Cluster, rng: random.Random) -> None:
     """MUST: a master asked about a key of a slot it does not serve replies

@@ -18,6 +18,9 @@ from harness import Cluster, checkers, key_for_slot
 from harness.backends import Node
 from harness.testing import wait_for
 
+# these tests only read, or write keys (flushed between tests): they share a cluster
+pytestmark = pytest.mark.shares_cluster
+
 
 def test_bringup_topology_is_healthy(cluster: Cluster) -> None:
     """MUST, once formed and stable: every slot served by exactly one master, every node

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from harness import Cluster
 from harness.checkers import SetChecker
 from harness.plugin import Metrics, WorkloadFactory
 from harness.scenario import Scenario
+
+# these tests only read, or write keys (flushed between tests): they share a cluster
+pytestmark = pytest.mark.shares_cluster
 
 
 def test_fault_free_writes_are_all_read_back(
