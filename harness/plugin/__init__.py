@@ -38,7 +38,6 @@ from harness.plugin.fixtures import (
 from harness.plugin.options import pytest_addoption, pytest_configure, pytest_unconfigure
 from harness.plugin.reporting import pytest_runtest_makereport
 from harness.plugin.state import HarnessState
-from harness.plugin.workers import pytest_cmdline_main
 
 __all__ = [
     "ClusterFactory",
@@ -54,7 +53,6 @@ __all__ = [
     "harness_state",
     "metrics",
     "pytest_addoption",
-    "pytest_cmdline_main",
     "pytest_collection_modifyitems",
     "pytest_configure",
     "pytest_report_collectionfinish",

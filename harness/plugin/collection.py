@@ -12,6 +12,7 @@ from harness.errors import HarnessError
 from harness.plugin.external import skip_unfit
 from harness.plugin.shared import group_of, mark_settings, shares
 from harness.plugin.state import STATE
+from harness.plugin.workers import name_group
 
 HARNESS_FIXTURES = {"cluster", "cluster_factory", "harness_impl"}
 BACKEND_CAPABILITIES = frozenset({"network_faults"})  # what backends may offer
@@ -27,7 +28,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if state.shared_clusters:
         for item in users:
             if shares(item) and not item.get_closest_marker("xdist_group"):
-                item.add_marker(pytest.mark.xdist_group(group_of(mark_settings(item))))
+                group = group_of(mark_settings(item))
+                item.add_marker(pytest.mark.xdist_group(group))
+                if config.getoption("loadgroup", False):
+                    name_group(item, group)
     state.used = True
     try:
         impl = state.implementation()

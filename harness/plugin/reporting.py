@@ -14,6 +14,7 @@ import pytest
 from harness.cluster import Cluster
 from harness.errors import NotSupportedError
 from harness.plugin.state import STATE, HarnessState
+from harness.plugin.workers import plain_nodeid
 from harness.report import (
     TestResult,
     build_summary,
@@ -84,7 +85,8 @@ class Reporter:
         self.summary_path: Path | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        res = self.state.results.setdefault(report.nodeid, TestResult(report.nodeid))
+        nodeid = plain_nodeid(report.nodeid)  # without xdist's group suffix
+        res = self.state.results.setdefault(nodeid, TestResult(nodeid))
         res.duration_s += report.duration
         res.metrics.update(metrics_from_properties(report.user_properties))
         if report.when == "call":

@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
+from harness.plugin.shared import GROUP_PREFIX
 from harness.plugin.state import STATE
 
 SEED = "harness_seed"
+GROUPS = "harness_loadgroup"  # a worker reads its args itself: tell it --dist loadgroup
 OUT = "harness"
 
 
@@ -30,10 +32,37 @@ def seed_from_controller(config: pytest.Config) -> int | None:
     return int(value) if value is not None else None
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config: pytest.Config) -> None:
-    if getattr(config.option, "numprocesses", None) and config.option.dist == "no":
+def _dist_given(config: pytest.Config) -> bool:
+    given = [*config.invocation_params.args, *config.getini("addopts")]
+    return any(a == "--dist" or a.startswith(("--dist=", "-d")) for a in map(str, given))
+
+
+def choose_dist(config: pytest.Config) -> None:
+    """``-n`` without ``--dist``: ``loadgroup`` (xdist has made it ``load`` by now), so
+    the tests of a shared cluster run in one worker; the workers are started later and
+    take the setting from here."""
+    if getattr(config.option, "dist", "no") == "load" and not _dist_given(config):
         config.option.dist = "loadgroup"
+
+
+def name_group(item: pytest.Item, group: str) -> None:
+    """Put ``@group`` at the end of the test's id, which is how xdist's ``loadgroup``
+    tells the controller the group. xdist 3.8 does it by assigning ``item._nodeid``,
+    which pytest 9.2 no longer reads (ids are structured there), so under 9.2 the groups
+    are silently ignored; this does the same through the attribute 9.2 reads."""
+    if "@" in item.nodeid:
+        return
+    try:
+        from _pytest.nodeid import coerce_node_id  # pytest >= 9.2 only
+    except ImportError:  # older pytest: xdist appends it itself
+        return
+    item._id = coerce_node_id(f"{item.nodeid}@{group}")
+
+
+def plain_nodeid(nodeid: str) -> str:
+    """The test id without the group suffix of :func:`name_group` (for the report)."""
+    head, sep, tail = nodeid.rpartition("@")
+    return head if sep and tail.startswith(GROUP_PREFIX) else nodeid
 
 
 class Controller:
@@ -44,6 +73,7 @@ class Controller:
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[SEED] = self.config.stash[STATE].seed
+        node.workerinput[GROUPS] = self.config.option.dist == "loadgroup"
 
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         out = getattr(node, "workeroutput", {}).get(OUT)
@@ -74,6 +104,9 @@ class Worker:
 
 def register(config: pytest.Config) -> None:
     if is_worker(config):
+        if config.workerinput.get(GROUPS):  # type: ignore[attr-defined]
+            config.option.loadgroup = True  # xdist names the group in the test ids
         config.pluginmanager.register(Worker(config), "redis-cluster-harness-xdist-worker")
     elif config.pluginmanager.hasplugin("xdist") and getattr(config.option, "numprocesses", None):
+        choose_dist(config)
         config.pluginmanager.register(Controller(config), "redis-cluster-harness-xdist")
