@@ -189,6 +189,16 @@ OPTIONS: tuple[Option, ...] = (
         default=False,
     ),
     Option(
+        "test_deadline",
+        "float",
+        "a fixed limit in seconds per test phase, instead of the one derived from the node "
+        "timeout and the test's waits (0: none); a hung test fails with its nodes' states",
+        _layers("run", "pytest"),
+        metavar="SECONDS",
+        range=(0, 86_400),
+        unit="s",
+    ),
+    Option(
         "nodes",
         "text",
         "external backend: every node of the running cluster to check, as it announces "

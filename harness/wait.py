@@ -51,6 +51,18 @@ def not_yet(exc: BaseException) -> bool:
     return False
 
 
+#: set by the per-test watchdog (:mod:`harness.deadline`): told the timeout of every wait
+#: as it begins, so a test that waits long by its own word is never cut short
+on_wait: Callable[[float], None] | None = None
+
+
+def announce(timeout: float) -> None:
+    """Tell the watchdog, if one runs, that the caller may block ``timeout`` s from now."""
+    hook = on_wait
+    if hook is not None:
+        hook(timeout)
+
+
 class Hopeless(HarnessError):
     """Raised by a probe when the state can no longer come (the process that would bring
     it ended): :func:`wait_for` passes it on at once instead of waiting out the deadline."""
@@ -69,6 +81,7 @@ def wait_for(
     deadline passes; any other exception ends the wait at once, with a note of what was
     being waited for and the last observed state.
     """
+    announce(timeout)
     deadline = time.monotonic() + timeout
     last: str = "never probed"
     while True:
@@ -90,6 +103,7 @@ def wait_for(
 def eventually(check: Callable[[], T], timeout: float, interval: float = 0.02) -> T:
     """Retry ``check`` until it stops raising ``AssertionError``; re-raise the last one at
     the deadline (pytest then shows the real assertion and its values)."""
+    announce(timeout)
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -163,6 +163,9 @@ class LocalNode(Node):
         if self.state == "paused":
             self.resume()
         os.killpg(self.proc.pid, signal.SIGTERM)
+        # a process stopped behind the harness's back (SIGSTOP, a debugger) gets the
+        # SIGTERM only when it runs again; the wait stays bounded, then SIGKILL
+        os.killpg(self.proc.pid, signal.SIGCONT)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout)
         self._reap()

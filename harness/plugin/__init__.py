@@ -8,6 +8,7 @@ too. By job:
 - :mod:`~harness.plugin.collection`: resolving the implementation, ``requires`` skips;
 - :mod:`~harness.plugin.external`: which tests skip on an external cluster, and why;
 - :mod:`~harness.plugin.fixtures`: ``cluster``, ``cluster_factory``, ``workload``, ...;
+- :mod:`~harness.plugin.deadline`: hang protection, a deadline per test phase;
 - :mod:`~harness.plugin.reporting`: node logs of failures, known server issues as
   xfailed, ``summary.json`` and the metrics table.
 
@@ -19,6 +20,11 @@ from __future__ import annotations
 from harness.plugin.collection import (
     pytest_collection_modifyitems,
     pytest_report_collectionfinish,
+)
+from harness.plugin.deadline import (
+    pytest_runtest_call,
+    pytest_runtest_setup,
+    pytest_runtest_teardown,
 )
 from harness.plugin.fixtures import (
     ClusterFactory,
@@ -56,7 +62,10 @@ __all__ = [
     "pytest_collection_modifyitems",
     "pytest_configure",
     "pytest_report_collectionfinish",
+    "pytest_runtest_call",
     "pytest_runtest_makereport",
+    "pytest_runtest_setup",
+    "pytest_runtest_teardown",
     "pytest_unconfigure",
     "rng",
     "workload",

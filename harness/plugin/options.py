@@ -69,6 +69,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "any_shape: the test holds on a cluster of any shape; its cluster(...) mark only "
         "picks what the harness starts (an external cluster need not match it)",
     )
+    config.addinivalue_line(
+        "markers",
+        "deadline(seconds): a fixed limit per test phase instead of the one derived from "
+        "the node timeout and the test's waits (0: none; see harness.deadline)",
+    )
     try:
         given = {o.name: config.getoption(o.flag) for o in options.for_layer("pytest")}
         values = options.from_text("pytest", given)
