@@ -279,7 +279,7 @@ def _any(tests: Sequence[Mapping[str, Any]], outcome: str) -> bool:
 
 
 def _num(v: float | int) -> str:
-    return f"{v:.1f}" if isinstance(v, float) and not v.is_integer() else str(int(v))
+    return f"{v:.1f}" if isinstance(v, float) else str(v)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
