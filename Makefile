@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+REPEAT ?= 10
+HOG ?= 0
 
-.PHONY: setup run test lint bench matrix clean
+.PHONY: setup run soak test lint bench matrix clean
 
 $(VENV)/.installed: pyproject.toml scripts/setup-system.sh
 	bash scripts/setup-system.sh
@@ -18,6 +20,11 @@ setup: $(VENV)/.installed
 ## main job: the suites against the default implementation; report in reports/
 run: setup
 	$(PY) -m harness run --suite all --report-dir reports $(ARGS)
+
+## false alarms: the suites REPEAT times with new seeds (HOG=N: N busy cores beside them);
+## per test outcomes, failure seeds, metric spread; report in reports/soak/
+soak: setup
+	$(PY) -m harness soak --repeat $(REPEAT) --cpu-hog $(HOG) --report-dir reports/soak $(ARGS)
 
 ## the harness's own tests (unit, integration on real servers, bad input, leaks)
 test: setup

@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness up|run|impls|acl-setuser|image|toxiproxy`` (or
+"""Command line: ``python -m harness up|run|soak|impls|acl-setuser|image|toxiproxy`` (or
 ``redis-cluster-harness ...``).
 
 ``up`` gives a developer a cluster to poke at; ``run`` drives the suites through pytest
@@ -15,8 +15,9 @@ import shlex
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from harness import impl as impls
 from harness import options
@@ -50,21 +51,31 @@ def _int_range(lo: int, hi: int, what: str) -> type[int]:
     return parse  # type: ignore[return-value]
 
 
-def _table_args(p: argparse.ArgumentParser, layer: Layer) -> None:
-    """The flags of ``layer`` from the option table; read as text, checked in :func:`main`."""
+def _table_args(
+    p: argparse.ArgumentParser, layer: Layer, helps: Mapping[str, str] | None = None
+) -> None:
+    """The flags of ``layer`` from the option table; read as text, checked in :func:`main`.
+    ``helps`` replaces the help of options that mean something else here."""
     for opt in options.for_layer(layer):
+        text = (helps or {}).get(opt.name, opt.help_text)
         if opt.switch:
-            p.add_argument(
-                opt.flag, dest=opt.name, action="store_true", default=None, help=opt.help_text
-            )
+            p.add_argument(opt.flag, dest=opt.name, action="store_true", default=None, help=text)
             continue
         p.add_argument(
             opt.flag,
             dest=opt.name,
             metavar=opt.metavar_text,
-            help=opt.help_text,
+            help=text,
             action="append" if opt.repeat else "store",
         )
+
+
+_SOAK_HELPS = {
+    "seed": "the soak's seed: each run's seed is drawn from it, so the same seed replays "
+    "the soak (default: random, printed)",
+    "report_dir": "where soak.json and each run's report (run-1/ ...) go (default: reports/soak)",
+}
+_SOAK_OWN = ("seed", "report_dir")  # the soak's, not passed on to each run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +90,31 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the suites through pytest; exit 0 only if nothing failed")
     _table_args(run, "run")
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+
+    soak = sub.add_parser(
+        "soak",
+        help="`run` N times with a new seed each; per test: outcomes, the seeds and reasons "
+        "of failures, metric spread; exit 0 only if nothing failed but known issues",
+    )
+    soak.add_argument(
+        "--repeat",
+        type=_int_range(1, 100_000, "--repeat"),
+        default=10,
+        metavar="N",
+        help="number of runs (default 10)",
+    )
+    soak.add_argument(
+        "--cpu-hog",
+        type=_int_range(0, 1024, "--cpu-hog"),
+        default=0,
+        metavar="N",
+        help="N busy workers (stress-ng --cpu N) beside the runs, for a loaded machine "
+        "(default 0: none)",
+    )
+    _table_args(soak, "run", helps=_SOAK_HELPS)
+    soak.add_argument(
+        "pytest_args", nargs="*", help="extra pytest arguments (after --), passed to each run"
+    )
 
     listing = sub.add_parser(
         "impls", help="list implementation profiles and which are installed here"
@@ -153,9 +189,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    import pytest
-
+def _preflight(args: argparse.Namespace) -> list[str]:
+    """What ``run`` checks before pytest starts (a bad option fails here, in one line);
+    the suite directories to run."""
     from harness.backends.access import security_for
 
     get_backend(args.backend)
@@ -173,6 +209,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     missing = [p for p in paths if not Path(p).is_dir()]
     if missing:
         raise HarnessError(f"suites not found at {missing[0]}; reinstall redis-cluster-harness")
+    return paths
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import pytest
+
+    paths = _preflight(args)
+    suites_root = data_dir("suites")
     report_dir = Path(args.report_dir or "reports").absolute()
     # the suites' own settings (run.ini), installed or in a checkout, and none of the
     # caller's: no ini file or conftest.py of the directory (or of the project the harness
@@ -195,6 +239,41 @@ def _workers(text: str) -> str:
     if text in ("auto", "logical") or (text.isdigit() and 0 < int(text) <= 64):
         return text
     raise UsageError(f"-n {text}: use a number of processes 1..64 or auto")
+
+
+def run_options_text(given: Mapping[str, Any]) -> list[str]:
+    """The ``run`` options the user gave (their text, before checking), except the soak's
+    own, as arguments for each run."""
+    argv: list[str] = []
+    for opt in options.for_layer("run"):
+        text = given.get(opt.name)
+        if opt.name in _SOAK_OWN or text is None or text is False:
+            continue
+        if opt.switch:
+            argv.append(opt.flag)
+        elif isinstance(text, list | tuple):
+            argv += [a for t in text for a in (opt.flag, str(t))]
+        else:
+            argv += [opt.flag, str(text)]
+    return argv
+
+
+def cmd_soak(args: argparse.Namespace, given: Mapping[str, Any]) -> int:
+    from harness.soakrun import hog_tool, soak
+
+    _preflight(args)
+    if args.cpu_hog:
+        hog_tool()  # missing: one line now, not after the first run
+    report_dir = Path(args.report_dir or "reports/soak").absolute()
+    return soak(
+        args.repeat,
+        run_options_text(given),
+        args.pytest_args,
+        report_dir,
+        soak_seed=args.seed,
+        hog_workers=args.cpu_hog,
+        echo=lambda line: print(line, flush=True),
+    )
 
 
 def cmd_impls() -> int:
@@ -221,18 +300,23 @@ def cmd_image(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    given = dict(vars(args))  # the text the user gave, before checking
     try:
         if args.command in ("up", "run", "impls", "acl-setuser"):  # flags arrive as text
             vars(args).update(options.from_text(args.command, vars(args)))
+        if args.command == "soak":  # `run`'s options, with the same checks
+            vars(args).update(options.from_text("run", vars(args)))
         if args.command == "acl-setuser":
             print(acl_setuser(args.user or ACL_USER, args.password or "PASSWORD"))
             return 0
-        if args.command in ("up", "run", "impls"):
+        if args.command in ("up", "run", "soak", "impls"):
             impls.use_profiles(args.profiles)  # a mistake in them stops here
         if args.command == "up":
             return cmd_up(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "soak":
+            return cmd_soak(args, given)
         if args.command == "image":
             return cmd_image(args)
         if args.command == "toxiproxy":

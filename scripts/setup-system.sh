@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the servers the harness is verified against: Redis 7.0 (Debian), Valkey 8.0
-# (bookworm-backports) and the tools CI needs. Idempotent; needs root (or sudo).
+# (bookworm-backports) and the tools CI needs (stress-ng: the CPU hog of `soak --cpu-hog`).
+# Idempotent; needs root (or sudo).
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -9,6 +10,7 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v valkey-server >/dev/null || need+=(valkey-server)
+command -v stress-ng >/dev/null || need+=(stress-ng)
 [ ${#need[@]} = 0 ] && exit 0
 
 # bookworm-backports carries valkey-server; reuse the mirror the machine already uses.
@@ -24,7 +26,7 @@ if [ ! -f "$bp" ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends redis-server redis-tools stress-ng >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports valkey-server >/dev/null
 # The packages start system-wide daemons on 6379; the harness starts its own nodes.
 for s in redis-server valkey-server; do
