@@ -87,6 +87,17 @@ class Cluster(Formation):
         self.faults.close()
         self.backend.close()
 
+    def recovery_s(self) -> float:
+        """How long a correct cluster may take to be whole again after a fault: an
+        automatic failover (:meth:`ClusterSpec.failover_bound_ms`, from the node timeout)
+        plus a node's restart and full resync, which is what this cluster's own bring-up
+        measured on this machine (start, form, first sync: slower on a busy machine, and
+        the bound with it). Doubled: a fault may need both in turn (the failover, then
+        the old master's rejoin as a replica of the new one)."""
+        if self.bringup_ms <= 0:  # not up yet: the bring-up's own bound
+            return self.spec.ready_timeout_s
+        return 2 * (self.spec.failover_bound_ms() + self.bringup_ms) / 1000
+
     def __enter__(self) -> Cluster:
         return self
 

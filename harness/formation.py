@@ -144,13 +144,18 @@ class Formation(Observation):
                 )
         return problems
 
+    def recovery_s(self) -> float:
+        """How long the cluster may take to be whole again; before it first was, the
+        spec's ``ready_timeout_s`` (:meth:`Cluster.recovery_s` derives it afterwards)."""
+        return self.spec.ready_timeout_s
+
     def wait_ready(self, timeout: float | None = None, nodes: Sequence[Node] | None = None) -> None:
         """Wait until every node (default: every live one) reports ``cluster_state:ok``
         with all slots, all agree on the map, every replica finished its first sync and
         the masters stream to them (see :meth:`_unstreamed_replicas`)."""
         wait_for(
             lambda: self._readiness(nodes if nodes is not None else self.live_nodes(), None),
-            timeout or self.spec.ready_timeout_s,
+            timeout or self.recovery_s(),
             f"cluster of {len(self.nodes)} ready",
             describe=lambda s: f"\n  {s}",
         )

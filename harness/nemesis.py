@@ -89,7 +89,7 @@ def execute(
     cluster: Cluster,
     steps: Sequence[Step],
     rng: random.Random,
-    ready_timeout: float = 60,
+    ready_timeout: float | None = None,
     hold: Hold | None = None,
 ) -> None:
     """Apply ``steps`` in order: wait, inject, hold, heal, then wait until the cluster is
@@ -97,7 +97,8 @@ def execute(
     there is any (so a kill leads to a failover). Holding is waiting for the step's
     duration by design (the schedule says how long); ``hold(step, node)``, when given,
     runs after that while the fault is still in place (e.g. to wait for the failover it
-    causes). Recovery is polled (:meth:`Cluster.wait_ready`)."""
+    causes). Recovery is polled (:meth:`Cluster.wait_ready`), by default within the
+    cluster's own :meth:`~harness.cluster.Cluster.recovery_s`."""
     pause = threading.Event()  # never set: Event.wait is an interruptible timed wait
 
     def held(step: Step, node: Node) -> None:

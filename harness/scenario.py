@@ -35,7 +35,7 @@ def steps(
     schedule: Sequence[nemesis.Step],
     rng: random.Random,
     hold: nemesis.Hold | None = None,
-    ready_timeout: float = 60,
+    ready_timeout: float | None = None,
 ) -> FaultPlan:
     """A nemesis schedule as a fault plan (see :func:`harness.nemesis.execute`)."""
 

@@ -37,7 +37,7 @@ for row in "${rows[@]}"; do
   read -r -a args <<<"${row#*|}"
   t0=$SECONDS
   echo "== matrix $name: python -m harness run ${args[*]}" >&2
-  if ! $py -m harness run "${args[@]}" --report-dir "reports/matrix/$name"; then
+  if ! $py -m harness run "${args[@]}" -n "${WORKERS:-3}" --report-dir "reports/matrix/$name"; then
     failed+=("$name")
   fi
   echo "== matrix $name: $((SECONDS - t0)) s" >&2

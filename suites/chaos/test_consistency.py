@@ -69,7 +69,11 @@ def test_kill_master_under_load(
         c.faults.kill(master)
         watch_failover(c, master, replica, min(slots))
         c.faults.start(master)
-        wait_for(lambda: c.probe_replica_of(master, replica), 30, f"{master.addr} back as replica")
+        wait_for(
+            lambda: c.probe_replica_of(master, replica),
+            c.recovery_s(),
+            f"{master.addr} back as replica",
+        )
 
     judges = [*standard_checkers(cluster), FailoverChecker(slots, "kill", master.addr)]
     outcome = Scenario(dict(kind="set", clients=4, rate=600), faults, judges).run(
@@ -94,7 +98,9 @@ def test_pause_master_past_node_timeout(
         with c.faults.paused(master):
             watch_failover(c, master, replica, slot)
         wait_for(
-            lambda: c.probe_replica_of(master, replica), 30, f"{master.addr} demoted on resume"
+            lambda: c.probe_replica_of(master, replica),
+            c.recovery_s(),
+            f"{master.addr} demoted on resume",
         )
 
     outcome = Scenario(
@@ -129,7 +135,7 @@ def test_kill_two_masters_at_once(
             watch_failover(c, m, r, slot, bound_ms)
         for m in victims:
             c.faults.start(m)
-        c.wait_ready(30)
+        c.wait_ready()
 
     outcome = Scenario(
         dict(kind="set", clients=4, rate=600, keys=40), faults, standard_checkers(cluster)
@@ -170,7 +176,7 @@ def test_failover_loop(
 
     scenario = Scenario(
         dict(kind="set", clients=4, rate=500),
-        steps(schedule, rng, hold=promoted, ready_timeout=30),
+        steps(schedule, rng, hold=promoted),
         standard_checkers(cluster),
         warmup_ops=0,
         settle_ops=0,
@@ -207,7 +213,7 @@ def test_crash_restart_master(
 
     def faults(c: Cluster) -> None:
         c.faults.crash_restart(master)
-        c.wait_ready(30)
+        c.wait_ready()
 
     judges = standard_checkers(cluster, grace=False, allow_in_window=False)
     outcome = Scenario(dict(kind="set", clients=4, rate=600), faults, judges, warmup_ops=800).run(
@@ -235,7 +241,9 @@ def test_manual_failover_under_load_loses_nothing(
         t0 = time.monotonic()
         c.record("manual-failover", replica.addr)
         assert replica.call("CLUSTER", "FAILOVER") == "OK"
-        wait_for(lambda: c.probe_replica_of(master, replica), 15, f"{master.addr} demoted")
+        wait_for(
+            lambda: c.probe_replica_of(master, replica), c.recovery_s(), f"{master.addr} demoted"
+        )
         metrics.record("manual_failover_ms", (time.monotonic() - t0) * 1000)
 
     judges = standard_checkers(cluster, grace=False, allow_in_window=False)

@@ -54,7 +54,7 @@ def test_kill_master_promotes_its_replica(
 
     wait_for(
         cluster.probe_healthy,
-        10,
+        cluster.recovery_s(),
         "coverage and agreement after failover",
         describe=lambda s: "\n" + s,
     )
@@ -64,10 +64,10 @@ def test_kill_master_promotes_its_replica(
     cluster.faults.start(master)
     wait_for(
         lambda: cluster.probe_replica_of(master, replica),
-        20,
+        cluster.recovery_s(),
         f"old master {master.addr} rejoining as replica",
     )
-    cluster.wait_ready(20)
+    cluster.wait_ready()
     metrics.record("rejoin_ms", (time.monotonic() - t_restart) * 1000)
     with cluster.node_client(replica) as c:
         assert c.execute_command("GET", key) == "after-failover"
@@ -102,9 +102,11 @@ def test_killed_replica_is_flagged_failed_and_rejoins(
     assert ok, f"losing a replica must not affect slot coverage: {problems}"
     cluster.faults.start(replica)
     wait_for(
-        lambda: cluster.probe_replica_of(replica, master), 20, f"{replica.addr} back as replica"
+        lambda: cluster.probe_replica_of(replica, master),
+        cluster.recovery_s(),
+        f"{replica.addr} back as replica",
     )
-    cluster.wait_ready(20)
+    cluster.wait_ready()
 
 
 @pytest.mark.requires("manual_failover")
@@ -129,11 +131,13 @@ def test_manual_failover_swaps_roles_without_losing_writes(
             c.execute_command("SET", k, k)
     start = cluster.record("manual-failover", replica.addr)
     assert replica.call("CLUSTER", "FAILOVER") == "OK"
-    watcher.wait(start, value=keys[0], bound_ms=10_000, metric="manual_failover_ms")
+    watcher.wait(
+        start, value=keys[0], bound_ms=cluster.spec.failover_bound_ms(), metric="manual_failover_ms"
+    )
     wait_for(
         lambda: cluster.probe_replica_of(master, replica), 10, f"{master.addr} demoted to replica"
     )
     with cluster.node_client(replica) as c:
         values = [c.execute_command("GET", k) for k in keys]
     assert values == keys, "a manual failover must not lose acknowledged writes"
-    cluster.wait_ready(10)
+    cluster.wait_ready()

@@ -68,13 +68,20 @@ def test_isolated_master_is_replaced_and_rejoins_as_replica(
             )
             metrics.record("minority_refuses_ms", (time.monotonic_ns() - t0) / 1e6)
         else:  # the cut-off node is not live: the rest must be whole again
-            wait_for(c.probe_healthy, 10, "majority side healthy", describe=lambda s: "\n" + s)
+            wait_for(
+                c.probe_healthy,
+                c.recovery_s(),
+                "majority side healthy",
+                describe=lambda s: "\n" + s,
+            )
         t_heal = time.monotonic()
         c.faults.heal()
         wait_for(
-            lambda: c.probe_replica_of(master, replica), 30, f"{master.addr} rejoining as replica"
+            lambda: c.probe_replica_of(master, replica),
+            c.recovery_s(),
+            f"{master.addr} rejoining as replica",
         )
-        c.wait_ready(30)
+        c.wait_ready()
         metrics.record("converge_ms", (time.monotonic() - t_heal) * 1000)
 
     outcome = Scenario(
@@ -118,8 +125,14 @@ def test_majority_minority_split_keeps_the_majority_serving(
         # while A's slots belonged to a failed master).
         wait_for(lambda: cluster.probe_write(c, key_c), bound, f"majority master {c.addr} serving")
         assert cluster.owner_of_slot(cluster.first_slot(b), observer=c) is b
-    wait_for(lambda: cluster.probe_replica_of(a, a_replica), 30, f"{a.addr} rejoining as replica")
     wait_for(
-        lambda: cluster.probe_replica_of(b_replica, b), 30, f"{b_replica.addr} back with its master"
+        lambda: cluster.probe_replica_of(a, a_replica),
+        cluster.recovery_s(),
+        f"{a.addr} rejoining as replica",
     )
-    cluster.wait_ready(30)
+    wait_for(
+        lambda: cluster.probe_replica_of(b_replica, b),
+        cluster.recovery_s(),
+        f"{b_replica.addr} back with its master",
+    )
+    cluster.wait_ready()

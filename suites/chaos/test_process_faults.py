@@ -52,9 +52,12 @@ def test_crash_restart_with_aof_keeps_acknowledged_writes(cluster: Cluster) -> N
         return True, values
 
     # Errors (LOADING, CLUSTERDOWN while peers re-accept it) mean "not yet".
-    assert wait_for(read_back, 30, f"{master.addr} serving reads after restart") == keys
+    assert (
+        wait_for(read_back, cluster.recovery_s(), f"{master.addr} serving reads after restart")
+        == keys
+    )
     cluster.faults.start(replica)
-    cluster.wait_ready(30)
+    cluster.wait_ready()
     assert cluster.owner_of_slot(first) is master, "the restarted master lost its slots"
 
 
@@ -87,7 +90,7 @@ def test_paused_master_shorter_than_node_timeout_keeps_its_role(cluster: Cluster
             cluster.spec.node_timeout_ms / 2000,
             f"{master.addr} flagged failed while paused for half the node timeout",
         )
-    cluster.wait_ready(20)
+    cluster.wait_ready()
     assert cluster.owner_of_slot(0) is master
     verdict = checkers.healthy(cluster.snapshot())
     assert verdict.ok, str(verdict)
@@ -105,7 +108,7 @@ def test_graceful_restart_of_every_node_keeps_the_map(cluster: Cluster) -> None:
     before = cluster.view(cluster.nodes[0], with_shards=False).slot_map()
     for n in cluster.initial_replicas:
         cluster.faults.restart(n)
-    cluster.wait_ready(30)
+    cluster.wait_ready()
     after = cluster.view(cluster.nodes[0], with_shards=False).slot_map()
     assert after == before
     for r in cluster.initial_replicas:
@@ -148,8 +151,12 @@ def test_stalled_replica_is_flagged_failed_and_cleared_when_it_answers(
         bound_s,
         f"FAIL flag of {replica.addr} cleared once it answers",
     )
-    wait_for(lambda: cluster.probe_replica_of(replica, master), 20, f"{replica.addr} a replica")
-    cluster.wait_ready(20)
+    wait_for(
+        lambda: cluster.probe_replica_of(replica, master),
+        cluster.recovery_s(),
+        f"{replica.addr} a replica",
+    )
+    cluster.wait_ready()
 
 
 def _no_fail_flag_on(cluster: Cluster, node: Node) -> tuple[bool, str]:
