@@ -15,6 +15,7 @@ from redis.retry import Retry
 
 from harness import guard
 from harness.impl import Implementation
+from harness.ports import BUS_OFFSET
 from harness.runs import Run
 from harness.security import PLAIN, Security, SecuritySpec, refusal
 
@@ -224,9 +225,10 @@ def describe_pid(pid: int) -> str:
 def start_all(nodes: Sequence[Node], timeout: float) -> list[Node]:
     """Start every node first, then wait for each: the servers' start-up delays overlap.
     Each node's address is allowed from here on (the readiness waits connect to it while
-    it comes up) until its backend closes (:func:`release`)."""
+    it comes up) until its backend closes (:func:`release`); its bus port too, which the
+    proxies of a proxied cluster forward to."""
     for n in nodes:
-        guard.allow(n, [(n.host, n.port)])
+        guard.allow(n, [(n.host, n.port), (n.host, n.port + BUS_OFFSET)])
     for n in nodes:
         n.start()
     for n in nodes:

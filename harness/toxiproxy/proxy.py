@@ -53,8 +53,13 @@ class Connection:
                 self.proxy.check(host, number)  # the address guard: nothing sent if refused
             await loop.create_connection(lambda: server, host, number)
         except (OSError, ValueError, HarnessError) as exc:
-            log.info(
-                "proxy %s: cannot reach upstream %s: %s", self.proxy.name, self.proxy.upstream, exc
+            refused = isinstance(exc, HarnessError)  # a refusal is a bug to see, not a fault
+            log.log(
+                logging.WARNING if refused else logging.INFO,
+                "proxy %s: cannot reach upstream %s: %s",
+                self.proxy.name,
+                self.proxy.upstream,
+                exc,
             )
             if self.client.transport is not None:
                 self.client.transport.close()
