@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from redis.cluster import ClusterNode as RedisClusterNode
 from redis.cluster import RedisCluster
 
+from harness import guard
 from harness.backends import Backend, Node, get_backend
 from harness.errors import NotSupportedError
 from harness.faults import Faults
@@ -131,12 +131,13 @@ class Cluster(Formation):
 
     def client(self, **kwargs: Any) -> RedisCluster:
         """A redis-py cluster client bootstrapped from all nodes, with the cluster's
-        credentials and TLS; closed with the cluster."""
+        credentials and TLS; closed with the cluster. It follows the cluster's map only to
+        addresses the harness may connect to (:mod:`harness.guard`)."""
         opts: dict[str, Any] = {"decode_responses": True, "socket_timeout": 5.0}
         opts.update(self.security.redis_kwargs())
         opts.update(kwargs)
-        seeds = [RedisClusterNode(n.public_host, n.public_port) for n in self.live_nodes()]  # type: ignore[no-untyped-call]
-        c = RedisCluster(startup_nodes=seeds, **opts)
+        seeds = [(n.public_host, n.public_port) for n in self.live_nodes()]
+        c = guard.cluster_client(seeds, **opts)
         self._clients.append(c)
         return c
 

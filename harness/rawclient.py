@@ -30,6 +30,7 @@ from typing import Any
 
 import redis
 
+from harness import guard
 from harness.backends.base import control_client
 from harness.crc16 import SLOTS, key_slot
 from harness.history import Op
@@ -190,7 +191,7 @@ class _Client:
 
     def start(self) -> None:
         d = self.driver
-        if not d.may_start():
+        if d.refused is not None or not d.may_start():
             self.op = None
             d.client_done()
             return
@@ -214,7 +215,12 @@ class _Client:
         self.op.node = f"{addr[0]}:{addr[1]}"
         conn = self.conns.get(addr)
         if conn is None or conn.closed:
-            conn = self.conns[addr] = self.driver.connect(addr)
+            try:
+                conn = self.conns[addr] = self.driver.connect(addr)
+            except guard.AddressRefused as exc:  # nothing sent; the whole run stops
+                self.driver.refuse(exc)
+                self.finish("fail", str(exc))
+                return
         self.conn = conn
         if asking:
             conn.send(ASKING + self.payload, self.on_reply, skip=1)
@@ -324,6 +330,7 @@ class Driver:
         self._done: asyncio.Future[None] | None = None
         self._refreshing = False
         self._last_refresh = 0.0
+        self.refused: guard.AddressRefused | None = None
         self.loop = asyncio.get_running_loop()  # built inside the loop that runs it
 
     # -- slot map --------------------------------------------------------------------
@@ -363,6 +370,7 @@ class Driver:
 
     # -- connections -----------------------------------------------------------------
     def connect(self, addr: Addr) -> _Conn:
+        guard.check(*addr)  # before any packet: the map may name anything
         conn = _Conn(self, addr)
         self.conns.add(conn)
 
@@ -379,6 +387,12 @@ class Driver:
 
         self.loop.create_task(make())
         return conn
+
+    def refuse(self, exc: guard.AddressRefused) -> None:
+        """End :meth:`run` with ``exc``: the cluster directs load at a foreign address."""
+        self.refused = exc
+        if self._done is not None and not self._done.done():
+            self._done.set_exception(exc)
 
     def forget(self, conn: _Conn) -> None:
         self.conns.discard(conn)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
+from harness import guard
 from harness.crc16 import key_for_slot
 from harness.errors import HarnessError, NotReadyError
 from harness.plugin import Metrics
@@ -248,6 +249,7 @@ def raw_commands(
 
 
 def _connect(node: Node, sec: Security, timeout: float) -> socket.socket:
+    guard.check(node.host, node.port)
     sock = socket.create_connection((node.host, node.port), timeout=timeout)
     ctx = sec.ssl_context()
     if ctx is None:

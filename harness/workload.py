@@ -34,7 +34,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from harness import rawclient
+from harness import guard, rawclient
 from harness.crc16 import SLOTS, key_for_slot, key_slot
 from harness.errors import HarnessError, UsageError
 from harness.history import History, Op, classify_error
@@ -114,7 +114,7 @@ class Workload:
     # -- client --------------------------------------------------------------------
     def _client(self) -> AsyncRedisCluster:
         nodes = [ClusterNode(n.public_host, n.public_port) for n in self.cluster.live_nodes()]
-        return AsyncRedisCluster(
+        client = AsyncRedisCluster(
             startup_nodes=nodes,
             decode_responses=True,
             socket_timeout=self.spec.timeout_s,
@@ -123,6 +123,7 @@ class Workload:
             require_full_coverage=False,
             **self.cluster.security.redis_kwargs(),
         )
+        return guard.guard_async_cluster(client)  # follows the map to allowed addresses only
 
     def _record(self, op: Op) -> None:
         with self._lock:
@@ -145,7 +146,11 @@ class Workload:
                 await client.incr(key)
             op.outcome = "ok"
         except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
+            if (refused := guard.refusal(exc)) is not None:
+                raise refused from None  # load directed elsewhere: stop (nothing was sent)
             op.outcome, op.error = classify_error(exc)
+        except guard.AddressRefused:
+            raise
         except (Exception, asyncio.CancelledError) as exc:
             # A client bug mid-request (seen: redis-py cancelling its own read, or writing
             # to a connection it just dropped): the op may or may not have run. Nothing
@@ -229,7 +234,7 @@ class Workload:
             with asyncio.Runner(loop_factory=loop_factory(self.spec.loop)) as runner:
                 runner.run(self._main())
         except BaseException as exc:  # reported by stop(), with where it came from
-            self._error = exc
+            self._error = guard.refusal(exc) or exc
             self._trace = "".join(traceback.format_exception(exc))
 
     # -- lifecycle -------------------------------------------------------------------
@@ -243,6 +248,8 @@ class Workload:
             10,
             "first op",
         )
+        if isinstance(self._error, guard.AddressRefused):
+            raise guard.AddressRefused(*self._error.addr) from None
         if self._error is not None:
             raise HarnessError(f"workload could not start: {self._error}")
         return self
@@ -253,6 +260,8 @@ class Workload:
             self._thread.join(timeout=30)
             if self._thread.is_alive():
                 raise HarnessError("workload did not stop within 30 s")
+        if isinstance(self._error, guard.AddressRefused):  # one line, as it was raised
+            raise guard.AddressRefused(*self._error.addr) from None
         if self._error is not None:
             raise HarnessError(
                 f"workload failed: {type(self._error).__name__}: {self._error}\n{self._trace}"

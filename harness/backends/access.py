@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from harness import guard
 from harness.errors import HarnessError, UsageError
 from harness.rawclient import ProtocolError, ReplyError, encode, parse_reply
 from harness.security import PLAIN, Security
@@ -68,6 +69,7 @@ def greet(host: str, port: int, sec: Security, timeout: float = 3.0) -> None:
     """AUTH (if any) and PING on a fresh raw connection; a refusal raises one line with
     the server's reply, code included, and the option to look at."""
     where = f"{host}:{port}"
+    guard.check(host, port)
     cmds = [c for c in (sec.auth_args(), ("PING",)) if c]
     handshake = False  # under way
     try:

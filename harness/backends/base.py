@@ -13,7 +13,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from harness import guard
 from harness.impl import Implementation
+from harness.ports import BUS_OFFSET
 from harness.runs import Run
 from harness.security import PLAIN, Security, SecuritySpec, refusal
 
@@ -76,7 +78,7 @@ def control_client(
 ) -> redis.Redis:
     """A plain client for harness control traffic: raw replies, no retries, short timeouts,
     so a dead or paused node shows up as an error instead of a hang; with the cluster's
-    credentials and TLS settings."""
+    credentials and TLS settings; refusing addresses not allowed (:mod:`harness.guard`)."""
     client = redis.Redis(
         host=host,
         port=port,
@@ -88,7 +90,7 @@ def control_client(
         **security.redis_kwargs(),
     )
     client.response_callbacks.clear()
-    return client
+    return guard.guard_client(client)
 
 
 class Node(abc.ABC):
@@ -221,12 +223,22 @@ def describe_pid(pid: int) -> str:
 
 
 def start_all(nodes: Sequence[Node], timeout: float) -> list[Node]:
-    """Start every node first, then wait for each: the servers' start-up delays overlap."""
+    """Start every node first, then wait for each: the servers' start-up delays overlap.
+    Each node's address is allowed from here on (the readiness waits connect to it while
+    it comes up) until its backend closes (:func:`release`); its bus port too, which the
+    proxies of a proxied cluster forward to."""
+    for n in nodes:
+        guard.allow(n, [(n.host, n.port), (n.host, n.port + BUS_OFFSET)])
     for n in nodes:
         n.start()
     for n in nodes:
         n.wait_answering(timeout)
     return list(nodes)
+
+
+def release(nodes: Sequence[Node]) -> None:
+    """The harness may no longer connect to these nodes (their backend closed)."""
+    guard.revoke(*nodes)
 
 
 @runtime_checkable

@@ -37,7 +37,7 @@ import requests
 from docker.types import EndpointConfig
 
 from harness import images
-from harness.backends.base import Backend, Node, NodeConfig, render_config, start_all
+from harness.backends.base import Backend, Node, NodeConfig, release, render_config, start_all
 from harness.backends.docker_resources import (
     LABEL_CLUSTER,
     LABEL_OWNER,
@@ -376,5 +376,6 @@ class DockerBackend(Backend):
 
     def close(self) -> None:
         remove_resources(self.client, {LABEL_RUN: self.run.id, LABEL_CLUSTER: self.cluster_id})
+        release(self.nodes)
         self.nodes.clear()
         self.network = None

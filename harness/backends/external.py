@@ -6,7 +6,8 @@ The harness owns nothing here, so it promises three things:
 - it talks only to the addresses given in ``--nodes``. Topology is read from those nodes
   alone, and every node the cluster reports must be named there, by the address the
   cluster announces for it (what ``CLUSTER NODES`` shows and ``MOVED`` names: clients
-  follow redirections to it). Anything else is refused in one line;
+  follow redirections to it). Anything else is refused in one line, and every connection
+  the harness makes is checked against the names (:mod:`harness.guard`);
 - it never forms, resets, flushes or reconfigures the cluster: attaching only reads
   (``PING``, ``INFO``, ``CLUSTER NODES``), and tests that change the cluster are
   ``destructive`` and skipped unless ``--allow-destructive`` is given;
@@ -23,6 +24,7 @@ from typing import NoReturn
 
 import redis
 
+from harness import guard
 from harness import impl as impls
 from harness.backends.access import greet
 from harness.backends.base import Backend, Node, NodeConfig, control_client
@@ -164,7 +166,9 @@ def _ask(host: str, port: int, sec: Security, *args: object) -> str:
 def discover(named: Sequence[tuple[str, int]], sec: Security = PLAIN) -> Discovery:
     """Read the cluster from the named nodes only (with the credentials and TLS files of
     ``sec``), and check the rule that every node it reports is named by the address it
-    announces. Sends nothing but AUTH and reads."""
+    announces. Sends nothing but AUTH and reads. The named addresses are allowed
+    (:mod:`harness.guard`) for the rest of the process: the user named them."""
+    guard.allow(guard.NAMED, named)
     ids: dict[tuple[str, int], str] = {}
     views: dict[tuple[str, int], list[NodeEntry]] = {}
     info_server: dict[str, str] = {}

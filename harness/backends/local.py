@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from harness import netns
-from harness.backends.base import Backend, Node, NodeConfig, render_config, start_all
+from harness.backends.base import Backend, Node, NodeConfig, release, render_config, start_all
 from harness.errors import HarnessError, NotSupportedError, UsageError
 from harness.impl import Implementation
 from harness.netns import RULE_TAG, Namespace
@@ -252,6 +252,7 @@ class LocalBackend(Backend):
                     os.killpg(n.proc.pid, signal.SIGCONT)
                     os.killpg(n.proc.pid, signal.SIGKILL)
             n._reap()
+        release(self.nodes)
         self.nodes.clear()
         self.lease.release()
         if self.ns is not None:

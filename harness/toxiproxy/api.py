@@ -17,7 +17,7 @@ from aiohttp.typedefs import Handler
 
 from harness.toxiproxy import jsonio
 from harness.toxiproxy.jsonio import PROXY_EXISTS, PROXY_NOT_FOUND, TOXIC_NOT_FOUND, ApiError
-from harness.toxiproxy.proxy import Proxy
+from harness.toxiproxy.proxy import Proxy, UpstreamCheck
 from harness.toxiproxy.toxics import Toxic, new_toxic, updated_toxic
 
 VERSION = "2.12.0+harness"  # the Toxiproxy API level this server speaks
@@ -51,7 +51,10 @@ async def _object(request: web.Request) -> dict[str, object]:
 class Api:
     """The proxies of one server and the handlers that change them."""
 
-    def __init__(self, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, rng: random.Random | None = None, check_upstream: UpstreamCheck | None = None
+    ) -> None:
+        self.check_upstream = check_upstream
         self.proxies: dict[str, Proxy] = {}
         self.rng = rng or random.Random()
         self.lock = asyncio.Lock()
@@ -138,7 +141,7 @@ class Api:
             raise jsonio.missing_field("upstream")
         if name in self.proxies:
             raise PROXY_EXISTS
-        proxy = Proxy(name, listen, upstream, self.rng)
+        proxy = Proxy(name, listen, upstream, self.rng, self.check_upstream)
         if enabled is not False:
             await proxy.start()
         self.proxies[name] = proxy
@@ -184,7 +187,7 @@ class Api:
             if not await existing.differs(listen, upstream):
                 return existing  # untouched, toxics and all
             existing.stop()
-        proxy = Proxy(name, listen, upstream, self.rng)
+        proxy = Proxy(name, listen, upstream, self.rng, self.check_upstream)
         if enabled:
             await proxy.start()
         self.proxies[name] = proxy

@@ -21,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness import guard
 from harness.errors import HarnessError
 from harness.wait import wait_for
 
@@ -123,6 +124,7 @@ class Proxy:
 
     def delete(self) -> None:
         self.server.request("DELETE", f"/proxies/{self.name}")
+        guard.revoke((self.server.url, self.name))
 
 
 class Toxiproxy:
@@ -187,13 +189,19 @@ class Toxiproxy:
         return self._proxy(self.request("GET", f"/proxies/{name}"))
 
     def create(self, name: str, listen: str, upstream: str, enabled: bool = True) -> Proxy:
+        """A new proxy; the harness may connect to its listener (:mod:`harness.guard`)
+        until it is deleted."""
         body = {"name": name, "listen": listen, "upstream": upstream, "enabled": enabled}
-        return self._proxy(self.request("POST", "/proxies", body))
+        return self._made(self._proxy(self.request("POST", "/proxies", body)))
 
     def populate(self, proxies: list[dict[str, Any]]) -> list[Proxy]:
         reply = self.request("POST", "/populate", proxies)
         items = reply.get("proxies", []) if isinstance(reply, dict) else reply
-        return [self._proxy(p) for p in items]
+        return [self._made(self._proxy(p)) for p in items]
+
+    def _made(self, proxy: Proxy) -> Proxy:
+        guard.allow((self.url, proxy.name), [(proxy.host, proxy.port)])
+        return proxy
 
 
 _lock = threading.Lock()
@@ -219,7 +227,7 @@ def connect(url: str | None = None) -> Toxiproxy:
 def _start_embedded() -> Toxiproxy:
     from harness.toxiproxy.server import ToxiproxyServer
 
-    srv = ToxiproxyServer(host="127.0.0.1", port=0).start()
+    srv = ToxiproxyServer(host="127.0.0.1", port=0, check_upstream=guard.check).start()
     atexit.register(srv.stop)
     return Toxiproxy(srv.url)
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 
+from harness.errors import HarnessError
 from harness.toxiproxy.addr import (
     LISTEN_BACKLOG,
     bind,
@@ -46,10 +48,18 @@ class Connection:
         server = self.server = Endpoint(self)
         try:
             host, port = split_host_port(self.proxy.upstream)
-            await loop.create_connection(lambda: server, host or "127.0.0.1", parse_port(port))
-        except (OSError, ValueError) as exc:
-            log.info(
-                "proxy %s: cannot reach upstream %s: %s", self.proxy.name, self.proxy.upstream, exc
+            host, number = host or "127.0.0.1", parse_port(port)
+            if self.proxy.check is not None:
+                self.proxy.check(host, number)  # the address guard: nothing sent if refused
+            await loop.create_connection(lambda: server, host, number)
+        except (OSError, ValueError, HarnessError) as exc:
+            refused = isinstance(exc, HarnessError)  # a refusal is a bug to see, not a fault
+            log.log(
+                logging.WARNING if refused else logging.INFO,
+                "proxy %s: cannot reach upstream %s: %s",
+                self.proxy.name,
+                self.proxy.upstream,
+                exc,
             )
             if self.client.transport is not None:
                 self.client.transport.close()
@@ -102,10 +112,23 @@ class Connection:
         self.proxy.connections.discard(self)
 
 
-class Proxy:
-    """A named listener that forwards every connection to ``upstream``."""
+#: raises for an upstream address the server must not connect to (:mod:`harness.guard`)
+UpstreamCheck = Callable[[str, int], None]
 
-    def __init__(self, name: str, listen: str, upstream: str, rng: random.Random) -> None:
+
+class Proxy:
+    """A named listener that forwards every connection to ``upstream`` (if ``check``
+    lets it: a refused upstream is handled as an unreachable one)."""
+
+    def __init__(
+        self,
+        name: str,
+        listen: str,
+        upstream: str,
+        rng: random.Random,
+        check: UpstreamCheck | None = None,
+    ) -> None:
+        self.check = check
         self.name = name
         self.listen = listen  # the real address once started (port 0 resolved)
         self.upstream = upstream

@@ -23,6 +23,7 @@ from harness.loops import LoopKind, loop_factory
 from harness.toxiproxy.addr import bind
 from harness.toxiproxy.api import Api
 from harness.toxiproxy.jsonio import ApiError
+from harness.toxiproxy.proxy import UpstreamCheck
 
 IDLE_TIMEOUT = 60.0  # as Toxiproxy's server: idle keep-alive connections are closed
 CLOSE_TIMEOUT = 5.0
@@ -59,6 +60,10 @@ class ToxiproxyServer:
     ``stop()`` closes every proxy listener and connection and ends the thread.
     ``seed`` makes toxicity rolls, jitter and slicing reproducible; ``populate`` (a JSON
     list of proxies, as for ``/populate``) is loaded before ``start()`` returns.
+    ``check_upstream`` vets each upstream before a proxy connects to it: the harness's
+    own server passes :func:`harness.guard.check`, so no API call can make it connect to
+    an address the harness did not create; a server someone starts for their own use
+    (``python -m harness toxiproxy``) connects to whatever upstreams they name.
     """
 
     def __init__(
@@ -69,7 +74,9 @@ class ToxiproxyServer:
         seed: int | None = None,
         loop: LoopKind = "auto",
         populate: bytes | None = None,
+        check_upstream: UpstreamCheck | None = None,
     ) -> None:
+        self.check_upstream = check_upstream
         self.host = host
         self.port = port
         self.seed = seed
@@ -144,7 +151,7 @@ class ToxiproxyServer:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        api = Api(random.Random(self.seed))
+        api = Api(random.Random(self.seed), self.check_upstream)
         runner, self.port = await _listen(api, self.host, self.port)
         try:
             if self.populate is not None:

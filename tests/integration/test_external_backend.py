@@ -23,6 +23,7 @@ import redis
 from outside import settled
 from sandbox import PYTEST, Sandbox, assert_one_line_cli_error, assert_pytest_usage_error, outcome
 
+from harness import guard
 from harness.backends.base import control_client
 from harness.ports import PortLease
 from harness.topology import parse_cluster_nodes
@@ -125,6 +126,8 @@ def outside(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outside]:
     lease = PortLease()
     ports = lease.claim(6)
     procs: list[subprocess.Popen[bytes]] = []
+    # the operator's own control_client calls: the harness's guard must let them through
+    guard.allow(lease, [("127.0.0.1", p) for p in ports])
     try:
         for p in ports:
             procs.append(
@@ -155,6 +158,7 @@ def outside(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outside]:
     finally:
         _stop(procs)
         lease.release()
+        guard.revoke(lease)
 
 
 def harness(box: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:

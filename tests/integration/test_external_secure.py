@@ -28,6 +28,7 @@ import redis
 from outside import settled
 from sandbox import Sandbox, assert_one_line_cli_error, outcome
 
+from harness import guard
 from harness.backends.base import control_client
 from harness.ports import PortLease
 from harness.security import Security
@@ -109,6 +110,8 @@ def _outside(
     ports = lease.claim(6)
     procs: list[subprocess.Popen[bytes]] = []
     cluster = Secured(ports, admin, tls_dir)
+    # the operator's own control_client calls: the harness's guard must let them through
+    guard.allow(lease, [("127.0.0.1", p) for p in ports])
     try:
         for p in ports:
             procs.append(_start(base / str(p), *(a.format(port=p) for a in server_args)))
@@ -121,6 +124,7 @@ def _outside(
         for proc in procs:
             proc.wait(10)
         lease.release()
+        guard.revoke(lease)
 
 
 def _form(cluster: Secured) -> None:
