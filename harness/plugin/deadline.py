@@ -23,6 +23,7 @@ from harness.option import OptionError
 from harness.options import OPTION
 from harness.plugin.reporting import CLUSTERS
 from harness.plugin.state import STATE
+from harness.plugin.workers import plain_nodeid
 
 OPTION_NAME = "test_deadline"
 #: the fixed deadline of a test (None: derived), read once, at its setup
@@ -74,7 +75,7 @@ def _watchdog(item: pytest.Item, phase: str) -> Watchdog | None:
         deadline = Deadline.derived(now, _node_timeout_s(item))
     return Watchdog(
         deadline,
-        f"{item.nodeid} ({phase})",
+        f"{plain_nodeid(item.nodeid)} ({phase})",
         lambda: node_states(_clusters(item)),
         None if fixed is not None else lambda: _node_timeout_s(item),
     ).start()

@@ -22,6 +22,7 @@ from harness.plugin.external import mismatch
 from harness.plugin.reporting import CLUSTERS
 from harness.plugin.shared import ClusterPool, mark_settings, shares
 from harness.plugin.state import STATE, HarnessState
+from harness.plugin.workers import plain_nodeid
 from harness.report import METRIC_PREFIX
 from harness.security import tls_unsupported
 from harness.spec import ClusterSpec
@@ -79,7 +80,7 @@ def workload(
 @pytest.fixture
 def rng(harness_seed: int, request: pytest.FixtureRequest) -> random.Random:
     """A random generator seeded from ``--seed`` and the test id: reproducible per test."""
-    return random.Random(f"{harness_seed}:{request.node.nodeid}")
+    return random.Random(f"{harness_seed}:{plain_nodeid(request.node.nodeid)}")
 
 
 class Metrics:
@@ -109,7 +110,7 @@ def metrics(request: pytest.FixtureRequest) -> Metrics:
 @pytest.fixture
 def artifacts(request: pytest.FixtureRequest, harness_state: HarnessState) -> Path:
     """This test's directory in the report (histories, schedules): kept with summary.json."""
-    path = harness_state.report_dir / "artifacts" / re.sub(r"[^\w.-]+", "_", request.node.nodeid)
+    path = harness_state.report_dir / "artifacts" / re.sub(r"[^\w.-]+", "_", plain_nodeid(request.node.nodeid))
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -227,7 +228,7 @@ def cluster(
         return
     pool: ClusterPool = request.getfixturevalue("harness_cluster_pool")
     settings = _settings(harness_state, harness_impl, kwargs)
-    nodeid = request.node.nodeid
+    nodeid = plain_nodeid(request.node.nodeid)
     c = pool.get(settings, lambda: _start(request, harness_state, harness_impl, settings), nodeid)
     request.node.stash[CLUSTERS].append(c)  # its logs go in a failure's report
     yield c

@@ -58,7 +58,7 @@ def pytest_runtest_makereport(
 
 def _attach_logs(report: pytest.TestReport, item: pytest.Item, clusters: list[Cluster]) -> None:
     state = item.config.stash[STATE]
-    logdir = state.report_dir / "logs" / re.sub(r"[^\w.-]+", "_", item.nodeid)
+    logdir = state.report_dir / "logs" / re.sub(r"[^\w.-]+", "_", plain_nodeid(item.nodeid))
     for ci, c in enumerate(clusters):
         # the logs of someone else's servers are where their operators keep them
         for n in c.nodes if c.backend.owns_cluster else ():

@@ -92,8 +92,10 @@ def test_own(cluster, harness_seed, metrics, i):
 
 @pytest.mark.shares_cluster
 @pytest.mark.parametrize("i", range(3))
-def test_shared(cluster, metrics, i):
+def test_shared(cluster, metrics, rng, artifacts, i):
     import os
+    metrics.record("draw", rng.randrange(10**9))
+    metrics.record("artifacts", artifacts.name)
     metrics.record("pid", os.getpid())
     metrics.record("ports", ",".join(str(n.port) for n in cluster.nodes))
 """
@@ -113,3 +115,19 @@ def test_workers_share_one_seed_and_write_one_summary(pytester: pytest.Pytester)
     assert len({t["metrics"]["pid"] for t in shared}) == 1  # one worker: one cluster
     assert len({t["metrics"]["ports"] for t in shared}) == 1
     assert all("@" not in n for n in tests)  # xdist's group suffix is not in the report
+
+
+def test_a_seed_draws_the_same_in_parallel_and_in_one_process(pytester: pytest.Pytester) -> None:
+    """The group suffix xdist needs in a test's id must not reach what the id seeds or
+    names: the same seed gives the same draws and artifact folders with and without -n."""
+    pytester.makepyfile(test_parallel=PARALLEL)
+    _, serial = _summary(pytester, "--seed", "5", "-k", "test_shared")
+    _, parallel = _summary(pytester, "--seed", "5", "-k", "test_shared", "-n", "2")
+
+    def seen(summary: dict) -> dict[str, tuple[object, object]]:  # type: ignore[type-arg]
+        return {
+            t["nodeid"]: (t["metrics"]["draw"], t["metrics"]["artifacts"]) for t in summary["tests"]
+        }
+
+    assert seen(serial) == seen(parallel)
+    assert all("harness-shared" not in a for _, a in seen(parallel).values())
