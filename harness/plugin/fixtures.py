@@ -110,7 +110,11 @@ def metrics(request: pytest.FixtureRequest) -> Metrics:
 @pytest.fixture
 def artifacts(request: pytest.FixtureRequest, harness_state: HarnessState) -> Path:
     """This test's directory in the report (histories, schedules): kept with summary.json."""
-    path = harness_state.report_dir / "artifacts" / re.sub(r"[^\w.-]+", "_", plain_nodeid(request.node.nodeid))
+    path = (
+        harness_state.report_dir
+        / "artifacts"
+        / re.sub(r"[^\w.-]+", "_", plain_nodeid(request.node.nodeid))
+    )
     path.mkdir(parents=True, exist_ok=True)
     return path
 
