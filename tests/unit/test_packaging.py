@@ -39,6 +39,7 @@ def test_suites_and_profiles_ship_from_their_one_copy() -> None:
     assert SETUPTOOLS["package-data"] == {
         "harness.fixtures": ["*.toml"],
         "harness.suites": ["run.ini"],  # the settings of `redis-cluster-harness run`
+        "harness.htmlreport": ["templates/*.j2"],  # the report page's Jinja2 template
     }
     assert (
         not (ROOT / "harness" / "suites").exists() and not (ROOT / "harness" / "fixtures").exists()
