@@ -8,6 +8,8 @@ are labelled bands across all rows; phases are dashed lines.
 
 from __future__ import annotations
 
+from typing import Any
+
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -97,33 +99,39 @@ def timeline(view: TestView) -> go.Figure:
             row=rows,
             col=1,
         )
-    # one shape per band or phase over all rows (the x axes are matched)
-    for band in view.bands:
-        fig.add_shape(
-            type="rect",
-            xref="x",
-            yref="paper",
-            x0=band.start_s,
-            x1=band.end_s,
-            y0=0,
-            y1=1,
-            fillcolor=BAND if band.closed else OPEN_BAND,
-            line_width=0,
-            layer="below",
-            label={"text": band.label, "textposition": "top left", "font": {"size": 10}},
-        )
-    for m in view.markers:
-        fig.add_shape(
-            type="line",
-            xref="x",
-            yref="paper",
-            x0=m.t_s,
-            x1=m.t_s,
-            y0=0,
-            y1=1,
-            line={"dash": "dash", "width": 1, "color": "#9467bd"},
-        )
+    # one shape per band or phase over all rows (the x axes are matched), set at once:
+    # adding shapes one by one re-validates all of them each time
+    shapes: list[dict[str, Any]] = [
+        {
+            "type": "rect",
+            "xref": "x",
+            "yref": "paper",
+            "x0": band.start_s,
+            "x1": band.end_s,
+            "y0": 0,
+            "y1": 1,
+            "fillcolor": BAND if band.closed else OPEN_BAND,
+            "line": {"width": 0},
+            "layer": "below",
+            "label": {"text": band.label, "textposition": "top left", "font": {"size": 10}},
+        }
+        for band in view.bands
+    ]
+    shapes += [
+        {
+            "type": "line",
+            "xref": "x",
+            "yref": "paper",
+            "x0": m.t_s,
+            "x1": m.t_s,
+            "y0": 0,
+            "y1": 1,
+            "line": {"dash": "dash", "width": 1, "color": "#9467bd"},
+        }
+        for m in view.markers
+    ]
     fig.update_layout(
+        shapes=shapes,
         barmode="stack",
         bargap=0,
         height=760 if rows == 4 else 320,
