@@ -259,3 +259,25 @@ def test_helpers() -> None:
     assert key_metrics({"zz": 1, "failover_ms": 2}) == [("failover_ms", 2), ("zz", 1)]
     assert tail("a\nb\nc\n", 2) == "b\nc"
     assert replay_command(["x", "--seed=3"], 9) == "python -m pytest x --seed=3"
+
+
+def test_test_without_files_gets_its_section(tmp_path: Path) -> None:
+    summary = {
+        "tests": [{"nodeid": "t.py::test_skipped", "outcome": "skipped", "message": "no TLS"}]
+    }
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    html = build(tmp_path).read_text()
+    assert 'id="t-t.py_test_skipped"' in html and "no TLS" in html
+    assert "nothing was recorded on a cluster timeline" in html
+
+
+def test_cli_rebuilds_a_page_and_refuses_a_non_report_dir(
+    report_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    assert main(["report-html", str(report_dir)]) == 0
+    assert capsys.readouterr().out.strip() == str(report_dir / "index.html")
+    assert main(["report-html", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no summary.json" in err[0]
