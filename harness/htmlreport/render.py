@@ -4,7 +4,9 @@ offline: no URL outside the report directory)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from importlib import resources
 from pathlib import Path
 
 import jinja2
@@ -46,8 +48,23 @@ def write_page(report_dir: Path, html: str) -> Path:
     js = get_plotlyjs()
     lib = report_dir / PLOTLY_JS
     if not lib.is_file() or lib.stat().st_size != len(js.encode()):
-        _atomic(lib, js)
+        _link_or_write(lib, js)
     return _atomic(report_dir / "index.html", html)
+
+
+def _link_or_write(lib: Path, js: str) -> None:
+    """A hard link to plotly's own copy when it is on the same file system (a soak's many
+    run directories then cost no space), else a copy: either way a real file, which
+    survives copying the report elsewhere."""
+    src = Path(str(resources.files("plotly") / "package_data" / PLOTLY_JS))
+    tmp = lib.with_suffix(f".{os.getpid()}.tmp")
+    with contextlib.suppress(OSError):
+        if src.stat().st_size == len(js.encode()):
+            tmp.unlink(missing_ok=True)
+            os.link(src, tmp)
+            tmp.replace(lib)
+            return
+    _atomic(lib, js)
 
 
 def _atomic(path: Path, text: str) -> Path:
