@@ -19,8 +19,9 @@ from harness.history import Event, History
 from harness.htmlreport.load import TestFiles
 from harness.nemesis import Step
 
-#: at most this many buckets per timeline (60 s at 10 ms)
-MAX_BUCKETS = 6000
+#: at most this many buckets per timeline: a 60 s chaos run with its warm-up and
+#: settling (up to 80 s) keeps 10 ms detail
+MAX_BUCKETS = 8000
 NICE_MS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000)
 #: rows of the lost / unexpected writes table, of the events table; faults with phases
 MAX_ROWS = 200
