@@ -294,7 +294,7 @@ def test_a_minute_under_load_stays_small_at_10ms_detail() -> None:
     for i in range(60_000):
         t = T0 + i * MS
         out = "fail" if i % 97 == 0 else "info" if i % 389 == 0 else "ok"
-        h.ops.append(Op(i, i % 4, "write", f"k{i % 100}", i % 16384, i, t, t + (i % 7) * MS, out))  # type: ignore[arg-type]
+        h.ops.append(Op(i, i % 4, "write", f"k{i % 100}", i % 16384, i, t, t + (i % 7) * MS, out))
     h.events = [Event(T0 + 20_000 * MS, "kill", KILLED), Event(T0 + 23_000 * MS, "start", KILLED)]
     view = test_view(
         TestFiles({"nodeid": KILL_TEST}, "artifacts/x", h, [(0, e) for e in h.events], [SHAPE])
