@@ -1,5 +1,5 @@
-"""Command line: ``python -m harness up|run|soak|impls|acl-setuser|image|toxiproxy|report-html`` (or
-``redis-cluster-harness ...``).
+"""Command line: ``python -m harness up|run|soak|compare|report|impls|acl-setuser|image|
+toxiproxy|report-html`` (or ``redis-cluster-harness ...``).
 
 ``up`` gives a developer a cluster to poke at; ``run`` drives the suites through pytest
 so CI needs one command and gets an exit status, a JUnit file and ``summary.json``. Both
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from harness import impl as impls
-from harness import options
+from harness import options, pagecmds
 from harness.backends import get_backend, resolve_implementation
 from harness.errors import HarnessError, UsageError
 from harness.options import Layer
@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     tox.add_argument(
         "--seed", type=_int_range(0, 2**63 - 1, "--seed"), help="seed for toxicity draws"
     )
+    pagecmds.add_commands(sub)  # compare, report
     return parser
 
 
@@ -329,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(build(args.dir))
             return 0
+        if args.command in ("compare", "report"):
+            return pagecmds.run(args)
         if args.command == "toxiproxy":
             from harness.toxiproxy import main as serve
 

@@ -18,8 +18,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness import metricinfo
+
 METRIC_PREFIX = "metric:"
 SCHEMA = "redis-cluster-harness/summary/v1"
+Value = float | int | str
 
 
 @dataclass
@@ -64,26 +67,66 @@ def write_summary(report_dir: Path, summary: Mapping[str, Any]) -> Path:
     return path
 
 
-def metrics_table(results: Iterable[TestResult]) -> list[str]:
-    """Lines of a plain-text table: one row per test with metrics."""
-    rows = [(r.nodeid, r.outcome, r.metrics) for r in results if r.metrics]
+def metrics_table(results: Iterable[TestResult], width: int = 100) -> list[str]:
+    """Lines for the terminal, at most ``width`` wide: a test per line (outcome, duration)
+    and under it only the metrics it has, the ones that matter first
+    (:func:`harness.metricinfo.priority`), at most two lines of them. Every figure stays in
+    summary.json and the JUnit properties."""
+    rows = [r for r in results if r.metrics]
     if not rows:
         return []
-    names = sorted({k for _, _, m in rows for k in m})
-    header = ["test", "outcome", *names]
-    body = [[nodeid, outcome, *(_fmt(m.get(n)) for n in names)] for nodeid, outcome, m in rows]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *body, strict=False)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-    lines += [fmt.format(*row) for row in body]
+    tail_w = len("outcome   duration")
+    name_w = min(max(len(r.nodeid) for r in rows), width - tail_w - 2)
+    lines = [f"{'test':<{name_w}}  {'outcome':<8}  duration".rstrip()]
+    for r in rows:
+        name = short_id(r.nodeid, name_w)
+        lines.append(f"{name:<{name_w}}  {r.outcome:<8}{r.duration_s:>8.1f} s")
+        lines += _wrap([f"{k} {fmt_value(r.metrics[k])}" for k in _shown(r.metrics)], width)
     return lines
 
 
-def _fmt(v: object) -> str:
+def _shown(metrics: Mapping[str, object]) -> list[str]:
+    """The names worth a look: a 0 only when it is a timing or a headline count."""
+    return sorted(
+        (
+            k
+            for k, v in metrics.items()
+            if v != 0 or metricinfo.is_timing(k) or k in metricinfo.HEADLINE_COUNTS
+        ),
+        key=metricinfo.priority,
+    )
+
+
+def _wrap(items: list[str], width: int, indent: str = "    ", most: int = 2) -> list[str]:
+    """``items`` two spaces apart in lines of ``width``; past ``most`` lines, a count."""
+    room = width - len(indent)
+    lines: list[list[str]] = []
+    for item in (i[:room] for i in items):
+        if lines and len("  ".join([*lines[-1], item])) <= room:
+            lines[-1].append(item)
+        else:
+            lines.append([item])
+    if len(lines) > most:
+        lines = lines[:most]
+        left = len(items) - sum(map(len, lines))
+        more = f"(+{left} more in summary.json)"
+        while lines[-1] and len("  ".join([*lines[-1], more])) > room:
+            lines[-1].pop()
+            left += 1
+            more = f"(+{left} more in summary.json)"
+        lines[-1].append(more)
+    return [indent + "  ".join(line) for line in lines]
+
+
+def fmt_value(v: object) -> str:
+    """A metric as people read it: whole numbers plain, others to one decimal (to none
+    past 100: milliseconds)."""
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.1f}"
+        if v.is_integer():
+            return str(int(v))
+        return f"{v:.1f}" if abs(v) < 100 else f"{v:.0f}"
     return str(v)
 
 
@@ -105,6 +148,18 @@ def harness_version() -> str:
         return metadata.version("redis-cluster-harness")
     except metadata.PackageNotFoundError:  # run from a checkout that is not installed
         return "unknown (not installed)"
+
+
+def short_id(nodeid: str, width: int) -> str:
+    """``nodeid`` in at most ``width`` characters: the directory goes first, then the
+    file, then the middle of the name (its end has the parameters that tell cases apart)."""
+    file, sep, name = nodeid.rpartition("::")
+    for text in (nodeid, file.rsplit("/", 1)[-1] + sep + name, name):
+        if len(text) <= width:
+            return text
+    keep = max(width - 1, 2)
+    head = keep // 3
+    return name[:head] + "…" + name[len(name) - (keep - head) :]
 
 
 def now_iso() -> str:

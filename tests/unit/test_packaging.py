@@ -37,6 +37,7 @@ def test_suites_and_profiles_ship_from_their_one_copy() -> None:
         "harness.fixtures": "fixtures",
     }
     assert SETUPTOOLS["package-data"] == {
+        "harness": ["templates/*.j2"],  # the pages over several runs (harness.pages)
         "harness.fixtures": ["*.toml"],
         "harness.suites": ["run.ini"],  # the settings of `redis-cluster-harness run`
         "harness.htmlreport": ["templates/*.j2"],  # the report page's Jinja2 template

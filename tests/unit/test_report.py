@@ -1,4 +1,5 @@
-"""harness.report: metrics from user_properties, summary.json and the metrics table."""
+"""harness.report: metrics from user_properties and summary.json (the terminal table:
+test_metrics_table.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from harness.report import (
     SCHEMA,
     build_summary,
     metrics_from_properties,
-    metrics_table,
     now_iso,
     write_summary,
 )
@@ -169,38 +169,6 @@ def test_write_summary_failure_keeps_old_file(tmp_path: Path) -> None:
         write_summary(tmp_path, {"bad": object()})  # not JSON-serialisable
     assert json.loads((tmp_path / "summary.json").read_text()) == {"run": "old"}
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
-
-
-# -- metrics_table --------------------------------------------------------------------
-
-
-def test_metrics_table_empty_when_no_metrics() -> None:
-    assert metrics_table([]) == []
-    assert metrics_table([result("a"), result("b", "failed")]) == []
-
-
-def test_metrics_table_layout() -> None:
-    results = [
-        result("suites/test_a.py::test_one", metrics={"failover_ms": 1234, "bringup_ms": 55.55}),
-        result("t::no_metrics"),
-        result("t::two", "failed", metrics={"label": "slow", "bringup_ms": 7.0}),
-    ]
-    lines = metrics_table(results)
-    assert [line.rstrip() for line in lines] == [
-        "test                        outcome  bringup_ms  failover_ms  label",
-        "--------------------------  -------  ----------  -----------  -----",
-        "suites/test_a.py::test_one  passed   55.5        1234         -",
-        "t::two                      failed   7.0         -            slow",
-    ]
-    assert len({len(line) for line in lines}) == 1  # every row padded to the same width
-
-
-def test_metrics_table_formats_values() -> None:
-    lines = metrics_table([result("x", metrics={"f": 0.06, "i": 3, "s": "a b", "neg": -1.25})])
-    header, rule, row = lines
-    assert header.split() == ["test", "outcome", "f", "i", "neg", "s"]
-    assert set(rule.replace(" ", "")) == {"-"}
-    assert row.split() == ["x", "passed", "0.1", "3", "-1.2", "a", "b"]
 
 
 def test_now_iso_shape() -> None:

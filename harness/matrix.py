@@ -1,0 +1,119 @@
+"""One page over many runs (``python -m harness report DIR...``): implementation x test,
+each cell the outcome and the chosen metrics, each column linked to its run's own page.
+
+:func:`build` is pure (runs in, a :class:`Matrix` out); :func:`load_columns` reads the
+directories. A directory without ``summary.json`` (a run that died) is a column that says
+so, not an error: the page over a CI job shows what did not finish too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import metricinfo
+from harness.errors import UsageError
+from harness.summaries import Run, fmt, load, summary_file
+
+
+@dataclass(frozen=True)
+class Column:
+    path: str  # the directory as given
+    run: Run | None  # None: it has no summary.json
+    link: str | None = None  # the run's page (or summary.json), relative to the matrix page
+    label: str = ""  # filled by build: the implementation, unique across columns
+
+    @property
+    def totals(self) -> Mapping[str, int]:
+        return dict(self.run.meta.get("totals") or {}) if self.run else {}
+
+
+@dataclass(frozen=True)
+class Cell:
+    outcome: str | None  # None: the run has no such test
+    values: tuple[tuple[str, str], ...] = ()  # (metric, value) of the chosen ones it has
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Row:
+    nodeid: str
+    cells: tuple[Cell, ...]
+
+    @property
+    def differs(self) -> bool:
+        """Whether the runs disagree on this test's outcome (the rows worth a look)."""
+        return len({c.outcome for c in self.cells if c.outcome is not None}) > 1
+
+
+@dataclass(frozen=True)
+class Matrix:
+    columns: tuple[Column, ...]
+    metrics: tuple[str, ...]
+    rows: tuple[Row, ...]
+
+
+def _labels(columns: Sequence[Column]) -> list[str]:
+    base = [c.run.implementation if c.run else Path(c.path).name or c.path for c in columns]
+    return [
+        f"{b} ({Path(c.path).name or c.path})" if base.count(b) > 1 else b
+        for b, c in zip(base, columns, strict=True)
+    ]
+
+
+def build(columns: Sequence[Column], metrics: Sequence[str] = metricinfo.MATRIX_DEFAULT) -> Matrix:
+    """The matrix of ``columns`` (one per run); rows in the order the runs ran them."""
+    if not columns:
+        raise UsageError("report: name at least one report directory")
+    order: dict[str, None] = {}
+    for c in columns:
+        order.update(dict.fromkeys(c.run.tests if c.run else ()))
+    rows = []
+    for nodeid in order:
+        cells = []
+        for c in columns:
+            t = c.run.tests.get(nodeid) if c.run else None
+            if t is None:
+                cells.append(Cell(None))
+                continue
+            values = tuple((m, fmt(t.metrics[m])) for m in metrics if m in t.metrics)
+            cells.append(Cell(t.outcome, values, t.message))
+        rows.append(Row(nodeid, tuple(cells)))
+    labelled = tuple(
+        Column(c.path, c.run, c.link, label)
+        for c, label in zip(columns, _labels(columns), strict=True)
+    )
+    return Matrix(labelled, tuple(metrics), tuple(rows))
+
+
+def link_for(directory: str, page_dir: Path) -> str | None:
+    """The run's own page when it has one, else its summary.json, relative to the page."""
+    d = Path(directory)
+    for name in ("index.html", "summary.json"):
+        if (d / name).is_file():
+            return Path(os.path.relpath((d / name).absolute(), page_dir.absolute())).as_posix()
+    return None
+
+
+def load_columns(directories: Sequence[str], page_dir: Path) -> list[Column]:
+    """A column per directory; one that does not exist (a typo) is bad input."""
+    columns = []
+    for d in directories:
+        if not Path(d).is_dir():
+            raise UsageError(f"{d}: no such report directory")
+        run = load(d) if summary_file(d).is_file() else None
+        columns.append(Column(d, run, link_for(d, page_dir)))
+    return columns
+
+
+def render_text(matrix: Matrix) -> list[str]:
+    """A few lines for the terminal: what each column holds."""
+    out = []
+    for c in matrix.columns:
+        totals = ", ".join(f"{n} {k}" for k, n in c.totals.items()) or "no summary.json"
+        out.append(f"  {c.label}: {totals}  [{c.path}]")
+    differ = sum(r.differs for r in matrix.rows)
+    out.append(f"{len(matrix.rows)} tests, {differ} with outcomes that differ between runs")
+    return out
