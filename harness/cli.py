@@ -1,5 +1,5 @@
 """Command line: ``python -m harness up|run|soak|compare|report|impls|acl-setuser|image|
-toxiproxy`` (or ``redis-cluster-harness ...``).
+toxiproxy|report-html`` (or ``redis-cluster-harness ...``).
 
 ``up`` gives a developer a cluster to poke at; ``run`` drives the suites through pytest
 so CI needs one command and gets an exit status, a JUnit file and ``summary.json``. Both
@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument(
         "pytest_args", nargs="*", help="extra pytest arguments (after --), passed to each run"
     )
+
+    page = sub.add_parser("report-html", help="(re)build DIR/index.html from a run's report DIR")
+    page.add_argument("dir", type=Path, metavar="DIR", help="a report directory (summary.json)")
 
     listing = sub.add_parser(
         "impls", help="list implementation profiles and which are installed here"
@@ -233,6 +236,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers not in (None, "0", "1"):  # pytest-xdist; shared clusters: loadgroup
         argv += ["-n", _workers(args.workers)]
     code = int(pytest.main([*argv, *args.pytest_args]))
+    if (report_dir / "index.html").is_file():  # the last line: where to look
+        print(f"report: {report_dir / 'index.html'}")
     return 0 if code == 0 else (code or 1)
 
 
@@ -320,6 +325,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_soak(args, given)
         if args.command == "image":
             return cmd_image(args)
+        if args.command == "report-html":
+            from harness.htmlreport import build
+
+            print(build(args.dir))
+            return 0
         if args.command in ("compare", "report"):
             return pagecmds.run(args)
         if args.command == "toxiproxy":

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +128,26 @@ def fmt_value(v: object) -> str:
             return str(int(v))
         return f"{v:.1f}" if abs(v) < 100 else f"{v:.0f}"
     return str(v)
+
+
+def safe_name(nodeid: str) -> str:
+    """A test id as a file name: the test's folder under ``artifacts/`` and ``logs/``."""
+    return re.sub(r"[^\w.-]+", "_", nodeid)
+
+
+def replay_command(pytest_args: Iterable[str], seed: int) -> str:
+    """The pytest command that replays a run: its own arguments, with its seed pinned."""
+    args = list(pytest_args)
+    if not any(a == "--seed" or a.startswith("--seed=") for a in args):
+        args += ["--seed", str(seed)]
+    return shlex.join(["python", "-m", "pytest", *args])
+
+
+def harness_version() -> str:
+    try:
+        return metadata.version("redis-cluster-harness")
+    except metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown (not installed)"
 
 
 def short_id(nodeid: str, width: int) -> str:

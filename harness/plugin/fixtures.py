@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import random
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from harness.attach import attach
 from harness.backends.external import check_options, discover
 from harness.cluster import Cluster
 from harness.errors import HarnessError
+from harness.htmlreport.persist import persist
 from harness.impl import Implementation
 from harness.options import MARKER_FIELDS
 from harness.plugin.external import mismatch
@@ -23,7 +25,7 @@ from harness.plugin.reporting import CLUSTERS
 from harness.plugin.shared import ClusterPool, mark_settings, shares
 from harness.plugin.state import STATE, HarnessState
 from harness.plugin.workers import plain_nodeid
-from harness.report import METRIC_PREFIX
+from harness.report import METRIC_PREFIX, safe_name
 from harness.security import tls_unsupported
 from harness.spec import ClusterSpec
 from harness.workload import Workload, WorkloadSpec
@@ -110,13 +112,13 @@ def metrics(request: pytest.FixtureRequest) -> Metrics:
 @pytest.fixture
 def artifacts(request: pytest.FixtureRequest, harness_state: HarnessState) -> Path:
     """This test's directory in the report (histories, schedules): kept with summary.json."""
-    path = (
-        harness_state.report_dir
-        / "artifacts"
-        / re.sub(r"[^\w.-]+", "_", plain_nodeid(request.node.nodeid))
-    )
+    path = artifact_dir(harness_state, request.node.nodeid)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def artifact_dir(state: HarnessState, nodeid: str) -> Path:
+    return state.report_dir / "artifacts" / safe_name(plain_nodeid(nodeid))
 
 
 ClusterFactory = Callable[..., Cluster]
@@ -142,7 +144,17 @@ def cluster_factory(
             Metrics(request.node).record("bringup_ms", c.bringup_ms)
         return c
 
+    since = time.monotonic_ns()
     yield make
+    try:  # what the report page shows of the clusters, while their nodes still exist
+        if request.node.stash[CLUSTERS]:
+            persist(
+                artifact_dir(harness_state, request.node.nodeid),
+                request.node.stash[CLUSTERS],
+                since,
+            )
+    except Exception as exc:  # the page lacks a section; the teardown goes on
+        request.node.warn(pytest.PytestWarning(f"report page data not written: {exc}"))
     for c in clusters:
         c.close()
 

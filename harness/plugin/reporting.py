@@ -4,7 +4,7 @@ metrics table at the end."""
 
 from __future__ import annotations
 
-import re
+import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -13,14 +13,18 @@ import pytest
 
 from harness.cluster import Cluster
 from harness.errors import NotSupportedError
+from harness.htmlreport import build as build_page
 from harness.plugin.state import STATE, HarnessState
 from harness.plugin.workers import plain_nodeid
 from harness.report import (
     TestResult,
     build_summary,
+    harness_version,
     metrics_from_properties,
     metrics_table,
     now_iso,
+    replay_command,
+    safe_name,
     write_summary,
 )
 
@@ -58,7 +62,7 @@ def pytest_runtest_makereport(
 
 def _attach_logs(report: pytest.TestReport, item: pytest.Item, clusters: list[Cluster]) -> None:
     state = item.config.stash[STATE]
-    logdir = state.report_dir / "logs" / re.sub(r"[^\w.-]+", "_", plain_nodeid(item.nodeid))
+    logdir = state.report_dir / "logs" / safe_name(plain_nodeid(item.nodeid))
     for ci, c in enumerate(clusters):
         # the logs of someone else's servers are where their operators keep them
         for n in c.nodes if c.backend.owns_cluster else ():
@@ -78,11 +82,16 @@ def _attach_logs(report: pytest.TestReport, item: pytest.Item, clusters: list[Cl
 
 
 class Reporter:
-    """Collects outcomes and metrics of every test; writes summary.json at the end."""
+    """Collects outcomes and metrics of every test; writes summary.json and the report
+    page (index.html, from summary.json and what each test left in artifacts/) at the
+    end."""
 
     def __init__(self, state: HarnessState) -> None:
         self.state = state
         self.summary_path: Path | None = None
+        self.page_path: Path | None = None
+        self.page_error = ""
+        self.t0 = time.monotonic()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         nodeid = plain_nodeid(report.nodeid)  # without xdist's group suffix
@@ -122,7 +131,10 @@ class Reporter:
             "tls": state.tls,
             "started": state.started,
             "finished": now_iso(),
+            "duration_s": round(time.monotonic() - self.t0, 1),
             "exit_status": int(exitstatus),
+            "command": replay_command(session.config.invocation_params.args, state.seed),
+            "harness_version": harness_version(),
         }
         notes = state.pool_notes + list(state.pool.replaced if state.pool else ())
         if notes:  # a shares_cluster test that changed its cluster: a mark to remove
@@ -130,6 +142,10 @@ class Reporter:
         self.summary_path = write_summary(
             state.report_dir, build_summary(meta, state.results.values())
         )
+        try:  # the page is a view of the files: it never fails the run
+            self.page_path = build_page(state.report_dir)
+        except Exception as exc:  # a bug in the page must not hide the run: said in one line
+            self.page_error = f"{type(exc).__name__}: {exc}"
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         lines = metrics_table(self.state.results.values())
@@ -141,6 +157,10 @@ class Reporter:
             terminalreporter.write_line(
                 f"redis-cluster-harness: summary written to {self.summary_path}"
             )
+        if self.page_error:
+            terminalreporter.write_line(f"redis-cluster-harness: no report page: {self.page_error}")
+        if self.page_path is not None:
+            terminalreporter.write_line(f"redis-cluster-harness: report page {self.page_path}")
 
 
 def _short_message(report: pytest.TestReport) -> str:

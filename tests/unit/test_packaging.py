@@ -40,6 +40,7 @@ def test_suites_and_profiles_ship_from_their_one_copy() -> None:
         "harness": ["templates/*.j2"],  # the pages over several runs (harness.pages)
         "harness.fixtures": ["*.toml"],
         "harness.suites": ["run.ini"],  # the settings of `redis-cluster-harness run`
+        "harness.htmlreport": ["templates/*.j2"],  # the report page's Jinja2 template
     }
     assert (
         not (ROOT / "harness" / "suites").exists() and not (ROOT / "harness" / "fixtures").exists()
