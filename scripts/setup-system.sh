@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the servers the harness is verified against: Redis 7.0 (Debian), Valkey 8.0
-# (bookworm-backports) and the tools CI needs (stress-ng: the CPU hog of `soak --cpu-hog`).
+# (bookworm-backports) and the tools CI needs (stress-ng: the CPU hog of `soak --cpu-hog`;
+# chromium and its driver: the test that opens the HTML report in a headless browser).
 # Idempotent; needs root (or sudo).
 set -euo pipefail
 SUDO=""
@@ -11,6 +12,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v valkey-server >/dev/null || need+=(valkey-server)
 command -v stress-ng >/dev/null || need+=(stress-ng)
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 [ ${#need[@]} = 0 ] && exit 0
 
 # bookworm-backports carries valkey-server; reuse the mirror the machine already uses.
@@ -26,7 +29,8 @@ if [ ! -f "$bp" ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends redis-server redis-tools stress-ng >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends redis-server redis-tools stress-ng \
+  chromium chromium-driver >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports valkey-server >/dev/null
 # The packages start system-wide daemons on 6379; the harness starts its own nodes.
 for s in redis-server valkey-server; do

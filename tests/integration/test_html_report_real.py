@@ -7,6 +7,7 @@ outside the report directory."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -128,3 +129,7 @@ def test_page_draws_in_a_browser_offline(
     }
     assert urls == {(out / "index.html").as_uri(), (out / "plotly.min.js").as_uri()}, urls
     assert (out / "screenshot.png").stat().st_size > 50_000
+    keep = os.environ.get("HARNESS_ARTIFACTS")  # CI keeps it beside its reports
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(out / "screenshot.png", Path(keep) / "report-screenshot.png")
