@@ -17,7 +17,7 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from harness import guard
+from harness import guard, progress
 from harness.backends import Backend, Node, get_backend
 from harness.errors import NotSupportedError
 from harness.faults import Faults
@@ -62,12 +62,14 @@ class Cluster(Formation):
         else:
             be = backend
         t0 = time.monotonic()
+        progress.phase(f"bring-up: {spec.size} nodes ({spec.masters}x{spec.replicas}) on {be.name}")
         try:
             nodes = be.create_nodes(impl, spec.node_config(), spec.size, ports)
             cluster = cls(spec, impl, be, nodes)
             if spec.proxied:
                 cluster.faults.wire()
             cluster.form()
+            progress.phase("bring-up: formed, waiting until ready")
             cluster.wait_ready(spec.ready_timeout_s)
         except BaseException:
             if "cluster" in locals():
@@ -121,6 +123,7 @@ class Cluster(Formation):
         if ahead:
             ev = Event(time.monotonic_ns(), action, node, detail, time.time_ns())
         self.events.append(ev)
+        progress.step(action, node, detail, ahead=ahead)
         return ev
 
     # -- clients --------------------------------------------------------------------

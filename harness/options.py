@@ -113,6 +113,15 @@ OPTIONS: tuple[Option, ...] = (
         choices=ENGINES,
     ),
     Option(
+        "progress",
+        "text",
+        "live progress of each test (phase, op counts, seed): auto shows it unless -q, as "
+        "a status line on a terminal and timestamped lines in a log",
+        _layers("run", "pytest"),
+        default="auto",
+        choices=("auto", "on", "off"),
+    ),
+    Option(
         "suite",
         "text",
         "which suites to run",

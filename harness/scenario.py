@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import nemesis
+from harness import nemesis, progress
 from harness.checkers.base import Checker, Result, Validity, check_all, merge_valid
 from harness.history import History
 
@@ -103,10 +103,13 @@ class Scenario:
             nemesis.save(self.schedule, artifacts / "schedule.json", self.seed or 0)
         wl = workload(cluster, **self.workload)
         with wl.running():
+            progress.phase(f"load running: warm-up, {self.warmup_ops} ops")
             wl.wait_ops(self.warmup_ops)
             self.faults(cluster)
+            progress.phase(f"faults over: settling, {self.settle_ops} ops")
             wl.wait_ops(self.settle_ops)
         history = wl.final_read()
+        progress.phase(f"checking: {', '.join(c.name for c in self.checkers)}")
         outcome = Outcome(history, check_all(self.checkers, history))
         if artifacts is not None:
             history.write_jsonl(artifacts / "history.jsonl")

@@ -34,7 +34,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from harness import guard, rawclient
+from harness import guard, progress, rawclient
 from harness.crc16 import SLOTS, key_for_slot, key_slot
 from harness.errors import HarnessError, UsageError
 from harness.history import History, Op, classify_error
@@ -239,6 +239,8 @@ class Workload:
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> Workload:
+        progress.track(self.history)
+        progress.phase(f"load running: {self.spec.kind}, {self.spec.clients} clients")
         self._thread = threading.Thread(
             target=self._thread_main, name=f"workload-{self.spec.kind}", daemon=True
         )
@@ -257,7 +259,10 @@ class Workload:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
+            running = self._thread.is_alive()
             self._thread.join(timeout=30)
+            if running:
+                progress.phase("load stopped")
             if self._thread.is_alive():
                 raise HarnessError("workload did not stop within 30 s")
         if isinstance(self._error, guard.AddressRefused):  # one line, as it was raised
@@ -315,6 +320,7 @@ class Workload:
         if self.spec.kind == "register":
             self.history.events = list(self.cluster.events)
             return self.history
+        progress.phase(f"final read: {len(self.keys)} keys")
         client = self.cluster.client(socket_timeout=2.0)
         for key in self.keys:
 

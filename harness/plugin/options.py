@@ -14,7 +14,7 @@ from harness.backends import get_backend
 from harness.backends.access import security_for
 from harness.backends.external import check_options
 from harness.errors import HarnessError
-from harness.plugin import workers
+from harness.plugin import progress, workers
 from harness.plugin.collection import CAPABILITIES
 from harness.plugin.reporting import Reporter
 from harness.plugin.state import STATE, HarnessState
@@ -108,6 +108,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     workers.register(config)
     config.pluginmanager.register(Reporter(state), "redis-cluster-harness-reporter")
+    progress.register(config, values["progress"])
     if state.impl_name or state.impl_binary or state.image:
         try:
             state.implementation()  # bad --impl / --impl-binary: fail now, in one line
@@ -124,6 +125,7 @@ def _seed(config: pytest.Config, given: int | None) -> int:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    progress.unregister(config)
     impls.use_profiles(None, check=False)  # an in-process pytest leaves no profiles behind
     if Run._current is not None:
         Run._current.close()
