@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
-from harness import guard
+from harness import guard, progress
 from harness.crc16 import key_for_slot
 from harness.errors import HarnessError, NotReadyError
 from harness.plugin import Metrics
@@ -367,6 +367,7 @@ class FailoverWatcher:
         bound = self.bound_ms if bound_ms is None else bound_ms
         deadline_ns = t0 + bound * 1_000_000
         fail_flag_ms = None
+        progress.phase(f"waiting for failover: {self.replica.addr} to take over (bound {bound} ms)")
         if flagged:
             wait_for(
                 lambda: self.cluster.probe_flagged_failed(self.master),
