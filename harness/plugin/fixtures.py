@@ -245,7 +245,13 @@ def cluster(
     pool: ClusterPool = request.getfixturevalue("harness_cluster_pool")
     settings = _settings(harness_state, harness_impl, kwargs)
     nodeid = plain_nodeid(request.node.nodeid)
-    c = pool.get(settings, lambda: _start(request, harness_state, harness_impl, settings), nodeid)
+
+    def start() -> Cluster:  # the test that starts the shared cluster reports its bring-up
+        started = _start(request, harness_state, harness_impl, settings)
+        Metrics(request.node).record("bringup_ms", started.bringup_ms)
+        return started
+
+    c = pool.get(settings, start, nodeid)
     request.node.stash[CLUSTERS].append(c)  # its logs go in a failure's report
     yield c
     broken = pool.release(settings, nodeid)
