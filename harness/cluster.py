@@ -89,6 +89,18 @@ class Cluster(Formation):
         self.faults.close()
         self.backend.close()
 
+    def add_nodes(self, count: int = 1) -> list[Node]:
+        """Start ``count`` new empty nodes beside the cluster's (same implementation and
+        settings), not yet members: :mod:`harness.ops` joins them (scaling out)."""
+        if self.spec.proxied:
+            raise NotSupportedError("nodes cannot be added to a proxied cluster")
+        nodes = self.backend.add_nodes(count)
+        for n in nodes:
+            n.node_id = str(n.call("CLUSTER", "MYID"))
+        self.nodes.extend(nodes)
+        self.record("started", ",".join(n.name for n in nodes), "new empty nodes")
+        return nodes
+
     def recovery_s(self) -> float:
         """How long a correct cluster may take to be whole again after a fault: an
         automatic failover (:meth:`ClusterSpec.failover_bound_ms`, from the node timeout)

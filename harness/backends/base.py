@@ -14,6 +14,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from harness import guard
+from harness.errors import NotSupportedError
 from harness.impl import Implementation
 from harness.ports import BUS_OFFSET
 from harness.runs import Run
@@ -293,6 +294,11 @@ class Backend(abc.ABC):
         self, impl: Implementation, cfg: NodeConfig, count: int, ports: list[int] | None = None
     ) -> list[Node]:
         """Create and start ``count`` nodes (not yet joined into a cluster)."""
+
+    def add_nodes(self, count: int) -> list[Node]:
+        """Create and start ``count`` more nodes like those of :meth:`create_nodes` (same
+        implementation, settings, credentials; next indexes), not yet joined: scaling out."""
+        raise NotSupportedError(f"the {self.name} backend cannot add nodes")
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -255,6 +255,8 @@ class DockerBackend(Backend):
     """Nodes as containers on a per-cluster network; images built or given."""
 
     name = "docker"
+    #: what create_nodes made nodes of: add_nodes makes more alike
+    _made: tuple[Implementation, NodeConfig, Path, Security]
 
     def proxy_host(self) -> str:
         """The bridge's gateway: the host's own address on the cluster network."""
@@ -327,10 +329,20 @@ class DockerBackend(Backend):
         self.cluster_id = os.urandom(3).hex()
         self._make_network()
         base = Path(tempfile.mkdtemp(prefix="cluster-", dir=self.run.dir))
+        self._made = (impl, cfg, base, Security.create(cfg.security, base))
+        return self.add_nodes(count)
+
+    def add_nodes(self, count: int) -> list[Node]:
+        if self.network is None:
+            raise HarnessError("add_nodes extends a cluster: create_nodes comes first")
+        impl, cfg, base, security = self._made
         hosts = list(self.subnet.hosts())[1:]  # .1 is the bridge's gateway
-        security = Security.create(cfg.security, base)
+        first = len(self.nodes)
+        if first + count > len(hosts):
+            raise HarnessError(f"a cluster network holds at most {len(hosts)} nodes")
         nodes = [
-            DockerNode(self, impl, cfg, i, str(hosts[i]), base, security) for i in range(count)
+            DockerNode(self, impl, cfg, i, str(hosts[i]), base, security)
+            for i in range(first, first + count)
         ]
         self.nodes.extend(nodes)
         return start_all(nodes, timeout=30)

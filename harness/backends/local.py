@@ -185,6 +185,8 @@ class LocalBackend(Backend):
     """Nodes as local processes under this process's run directory."""
 
     name = "local"
+    #: what create_nodes made nodes of: add_nodes makes more alike
+    _made: tuple[Implementation, NodeConfig, Path, Security]
 
     def __init__(self, run: Run | None = None, *, network_faults: bool = False) -> None:
         self.run = run or Run.current()
@@ -237,13 +239,24 @@ class LocalBackend(Backend):
             ports = [6379] * count  # each node has its own address in the namespace
         else:
             ports = self.lease.claim_exact(ports) if ports else self.lease.claim(count)
-        security = Security.create(cfg.security, base)
+        self._made = (impl, cfg, base, Security.create(cfg.security, base))
+        return self._start(ports)
+
+    def _start(self, ports: list[int]) -> list[Node]:
+        impl, cfg, base, security = self._made
+        first = len(self.nodes)
         nodes = [
-            LocalNode(self.run, impl, cfg, i, p, base, self.ns, security)
+            LocalNode(self.run, impl, cfg, first + i, p, base, self.ns, security)
             for i, p in enumerate(ports)
         ]
         self.nodes.extend(nodes)
         return start_all(nodes, timeout=15)
+
+    def add_nodes(self, count: int) -> list[Node]:
+        if not self.nodes:
+            raise HarnessError("add_nodes extends a cluster: create_nodes comes first")
+        ports = [6379] * count if self.ns is not None else self.lease.claim(count)
+        return self._start(ports)
 
     def close(self) -> None:
         for n in self.nodes:
