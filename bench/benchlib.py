@@ -30,6 +30,18 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH", type=Path, help="also write the results as JSON")
 
 
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    """``"3x0,10x2"`` -> ``[(3, 0), (10, 2)]`` (masters x replicas per master); a bad item
+    raises ValueError naming it."""
+    shapes = []
+    for item in text.split(","):
+        masters, sep, replicas = item.strip().lower().partition("x")
+        if not sep or not masters.isdigit() or not replicas.isdigit() or int(masters) < 1:
+            raise ValueError(f"bad shape {item.strip()!r}: use MASTERSxREPLICAS, e.g. 10x2")
+        shapes.append((int(masters), int(replicas)))
+    return shapes
+
+
 def write_json(who: str, path: Path, result: dict[str, Any]) -> bool:
     try:
         path.write_text(json.dumps(result, indent=2) + "\n")
