@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
+from harness import slotmap
 from harness.crc16 import SLOTS
 
 SlotRange = tuple[int, int]  # inclusive bounds, as CLUSTER NODES prints them
@@ -256,11 +258,17 @@ class NodeView:
     def slot_owners(self) -> list[str | None]:
         """Owner node id of every slot (None where unassigned)."""
         owners: list[str | None] = [None] * SLOTS
-        for n in self.nodes:
-            for lo, hi in n.slots:
-                for s in range(max(lo, 0), min(hi, SLOTS - 1) + 1):
-                    owners[s] = n.node_id
+        for lo, hi, who in self.owner_ranges:
+            owners[lo : hi + 1] = [who] * (hi - lo + 1)
         return owners
+
+    @cached_property
+    def owner_ranges(self) -> tuple[slotmap.OwnerRange, ...]:
+        """The map as sorted (first, last, owner id) ranges, adjacent ranges of one owner
+        merged: two views agree on the map exactly when these are equal, however each
+        node splits its lines. Out-of-range bounds are clamped, and where claims overlap
+        the one listed last wins, as in :meth:`slot_owners`."""
+        return slotmap.owner_ranges([(lo, hi, n.node_id) for n in self.nodes for lo, hi in n.slots])
 
     def slot_map(self) -> tuple[tuple[int, int, str], ...]:
         """Sorted (first, last, owner id) triples: a comparable summary of the map."""

@@ -10,8 +10,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from harness import slotmap
 from harness.crc16 import SLOTS
-from harness.topology import NodeView, Snapshot, format_ranges, merge_ranges
+from harness.topology import NodeView, Snapshot, format_ranges
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,10 @@ class Verdict:
 
 
 def slot_coverage(view: NodeView) -> Verdict:
-    """Slot ranges of masters are disjoint, in bounds, and cover 0..16383."""
+    """Slot ranges of masters are disjoint, in bounds, and cover 0..16383 (computed on
+    ranges, :mod:`harness.slotmap`: a poll of a large cluster checks every view)."""
     problems: list[str] = []
-    owners: dict[int, list[str]] = defaultdict(list)
+    claimed: list[tuple[int, int, str]] = []
     for n in view.nodes:
         for lo, hi in n.slots:
             if lo > hi or lo < 0 or hi >= SLOTS:
@@ -54,25 +56,24 @@ def slot_coverage(view: NodeView) -> Verdict:
                     f"{view.observer}: node {n.node_id[:8]} ({n.addr}) claims bad range {lo}-{hi}"
                 )
                 continue
-            if n.slots and not n.is_master:
+            if not n.is_master:
                 problems.append(
                     f"{view.observer}: replica {n.node_id[:8]} ({n.addr}) lists slots {lo}-{hi}"
                 )
-            for s in range(lo, hi + 1):
-                owners[s].append(n.node_id)
-    missing = [s for s in range(SLOTS) if s not in owners]
+            claimed.append((lo, hi, n.node_id))
+    missing = slotmap.complement((lo, hi) for lo, hi, _ in claimed)
     if missing:
         problems.append(
-            f"{view.observer}: {len(missing)} slots unassigned: {format_ranges(merge_ranges(missing))}"
+            f"{view.observer}: {slotmap.count(missing)} slots unassigned: {format_ranges(missing)}"
         )
-    overlaps: dict[tuple[str, ...], list[int]] = defaultdict(list)
-    for s, ids in owners.items():
-        if len(ids) > 1:
-            overlaps[tuple(sorted(ids))].append(s)
-    for claimants, slots in overlaps.items():
+    overlaps: dict[tuple[str, ...], list[tuple[int, int]]] = defaultdict(list)
+    for lo, hi, holders in slotmap.claims(claimed):
+        if len(holders) > 1:
+            overlaps[holders].append((lo, hi))
+    for claimants, ranges in sorted(overlaps.items(), key=lambda kv: kv[1][0]):
         who = ", ".join(i[:8] for i in claimants)
         problems.append(
-            f"{view.observer}: slots {format_ranges(merge_ranges(slots))} claimed by several nodes: {who}"
+            f"{view.observer}: slots {format_ranges(slotmap.merge(ranges))} claimed by several nodes: {who}"
         )
     return Verdict(tuple(problems), ("slot coverage",))
 
@@ -84,20 +85,19 @@ def agreement(snapshot: Snapshot) -> Verdict:
         return Verdict(("no node was reachable to compare",), ("agreement",))
     problems: list[str] = []
     ref = views[0]
-    ref_owners = ref.slot_owners()
     ref_members = {n.node_id for n in ref.nodes if not n.in_handshake}
+    ref_roles = _roles(ref)
     for v in views[1:]:
-        owners = v.slot_owners()
-        diff = [s for s in range(SLOTS) if owners[s] != ref_owners[s]]
+        diff = slotmap.differences(v.owner_ranges, ref.owner_ranges)
         if diff:
-            first = diff[0]
+            first, _, here, there = diff[0]
+            ranges = slotmap.merge((lo, hi) for lo, hi, _, _ in diff)
             problems.append(
                 f"{v.observer} disagrees with {ref.observer} on slots "
-                f"{format_ranges(merge_ranges(diff))}: e.g. slot {first} owner "
-                f"{_short(owners[first])} vs {_short(ref_owners[first])}"
+                f"{format_ranges(ranges)}: e.g. slot {first} owner "
+                f"{_short(here)} vs {_short(there)}"
             )
         roles = _roles(v)
-        ref_roles = _roles(ref)
         differ = sorted(i for i in roles.keys() & ref_roles.keys() if roles[i] != ref_roles[i])
         if differ:
             i = differ[0]
@@ -210,7 +210,8 @@ def shards_match_nodes(view: NodeView) -> Verdict:
     if view.shards is None:
         return Verdict((), ())
     problems: list[str] = []
-    owners = view.slot_owners()
+    owned = view.owner_ranges
+    in_shards: list[tuple[int, int]] = []
     for shard in view.shards:
         if not shard.slots:
             continue
@@ -220,7 +221,10 @@ def shards_match_nodes(view: NodeView) -> Verdict:
                 f"{view.observer}: CLUSTER SHARDS lists bad slot range(s) {format_ranges(bad)}"
             )
             continue
-        owner_ids = {owners[s] for lo, hi in shard.slots for s in range(lo, hi + 1)}
+        in_shards.extend(shard.slots)
+        owner_ids: set[str | None] = set()
+        for lo, hi in shard.slots:
+            owner_ids |= slotmap.owners_within(owned, lo, hi)
         where = f"{view.observer}: CLUSTER SHARDS slots {format_ranges(sorted(shard.slots))}"
         if len(owner_ids) != 1 or None in owner_ids:
             who = ", ".join(sorted(_short(i) for i in owner_ids))
@@ -236,17 +240,16 @@ def shards_match_nodes(view: NodeView) -> Verdict:
         elif member.role not in ("master", "primary"):
             problems.append(f"{where}: owner {_short(owner)} is listed with role {member.role}")
     # every slot CLUSTER NODES assigns must appear in some shard
-    in_shards = {s for sh in view.shards for lo, hi in sh.slots for s in range(lo, hi + 1)}
-    absent: dict[str, list[int]] = defaultdict(list)
-    for s in range(SLOTS):
-        owner = owners[s]
-        if owner is not None and s not in in_shards:
-            absent[owner].append(s)
-    for owner, slots in absent.items():
-        problems.append(
-            f"{view.observer}: slots {format_ranges(merge_ranges(slots))} of {owner[:8]} are assigned in "
-            "CLUSTER NODES but absent from CLUSTER SHARDS"
-        )
+    listed = slotmap.merge(in_shards)
+    absent: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for lo, hi, owner in owned:
+        absent[owner].extend(slotmap.subtract([(lo, hi)], listed))
+    for owner, ranges in absent.items():
+        if ranges:
+            problems.append(
+                f"{view.observer}: slots {format_ranges(slotmap.merge(ranges))} of {owner[:8]} are assigned in "
+                "CLUSTER NODES but absent from CLUSTER SHARDS"
+            )
     return Verdict(tuple(problems), ("shards match nodes",))
 
 
