@@ -13,18 +13,40 @@ from functools import partial
 
 import redis
 
+from harness import fanout
 from harness.backends import Node
 from harness.checkers import healthy
-from harness.crc16 import key_for_slot
+from harness.crc16 import key_slot
 from harness.observe import Observation
 from harness.spec import ClusterSpec, slot_ranges
-from harness.topology import NodeEntry
+from harness.topology import NodeEntry, SlotRange, Snapshot
 from harness.wait import wait_for
 
 
+def _pipelined(node: Node, commands: Sequence[tuple[object, ...]]) -> list[object]:
+    """``commands`` on one connection to ``node``, in one round trip; the first error
+    reply is raised."""
+    if not commands:
+        return []
+    with node.client(timeout=5.0) as c:
+        pipe = c.pipeline(transaction=False)
+        for cmd in commands:
+            pipe.execute_command(*cmd)
+        return list(pipe.execute())
+
+
 @functools.cache
-def _ready_key(slot: int) -> str:
-    return key_for_slot(slot, prefix="harness:ready:")
+def _ready_key(ranges: tuple[SlotRange, ...]) -> str:
+    """A key in one of a master's ``ranges``: the first of ``harness:ready:0``, ``1``, ...
+    that hashes there. A master owning 1/N of the slots takes about N tries; a key for
+    one given slot would take about 16384 (seconds for a 50-master cluster)."""
+    i = 0
+    while True:
+        key = f"harness:ready:{i}"
+        slot = key_slot(key)
+        if any(lo <= slot <= hi for lo, hi in ranges):
+            return key
+        i += 1
 
 
 class Formation(Observation):
@@ -45,29 +67,61 @@ class Formation(Observation):
         return self.nodes[(replica.index - self.spec.masters) % self.spec.masters]
 
     def form(self) -> None:
-        for n in self.nodes:
-            n.node_id = str(n.call("CLUSTER", "MYID"))
-        for m, (lo, hi) in zip(self.initial_masters, slot_ranges(self.spec.masters), strict=True):
-            if self.impl.has("addslotsrange"):
-                m.call("CLUSTER", "ADDSLOTSRANGE", lo, hi)
-            else:
-                m.call("CLUSTER", "ADDSLOTS", *range(lo, hi + 1))
-        # Distinct epochs up front, as redis-cli does: no epoch collision to resolve later.
-        for i, n in enumerate(self.nodes):
-            n.call("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+        """Slots, epochs, MEETs, then REPLICATE: each step sent to every node at once
+        (:mod:`harness.fanout`), each node's commands pipelined on one connection, so a
+        100-node formation costs a few round trips per node, not 5000 connections."""
+        ids = fanout.each(lambda n: str(n.call("CLUSTER", "MYID")), self.nodes)
+        for n, node_id in zip(self.nodes, ids, strict=True):
+            n.node_id = node_id
+        ranges = dict(zip(self.initial_masters, slot_ranges(self.spec.masters), strict=True))
+        epochs = {n: i + 1 for i, n in enumerate(self.nodes)}
         # Meet every pair directly rather than relying on gossip to spread membership:
         # handshakes then finish within one cron tick, well inside the server's own 2 s
-        # writable delay, which is the floor of a bring-up.
-        for i, a in enumerate(self.nodes):
-            for b in self.nodes[i + 1 :]:
-                a.call("CLUSTER", "MEET", b.public_host, b.public_port)
-        for r in self.initial_replicas:
-            master = self.initial_master_of(r)
+        # writable delay, which is the floor of a bring-up. Each pair once: node i MEETs
+        # every node after it.
+        later = {n: self.nodes[i + 1 :] for i, n in enumerate(self.nodes)}
+
+        def setup(n: Node) -> None:
+            commands: list[tuple[object, ...]] = []
+            if n in ranges:
+                lo, hi = ranges[n]
+                if self.impl.has("addslotsrange"):
+                    commands.append(("CLUSTER", "ADDSLOTSRANGE", lo, hi))
+                else:
+                    commands.append(("CLUSTER", "ADDSLOTS", *range(lo, hi + 1)))
+            # Distinct epochs up front, as redis-cli does: no epoch collision to resolve.
+            commands.append(("CLUSTER", "SET-CONFIG-EPOCH", epochs[n]))
+            _pipelined(n, commands)
+
+        fanout.each(setup, self.nodes)
+        fanout.each(
+            lambda a: _pipelined(
+                a, [("CLUSTER", "MEET", b.public_host, b.public_port) for b in later[a]]
+            ),
+            self.nodes,
+        )
+        pending = {r: self.initial_master_of(r) for r in self.initial_replicas}
+        if pending:
             wait_for(
-                partial(self._try_replicate, r, master),
+                partial(self._replicate_all, pending),
                 15,
-                f"{r.name} {r.addr} replicating {master.name} {master.addr}",
+                f"{len(pending)} replicas replicating their masters",
             )
+
+    def _replicate_all(self, pending: dict[Node, Node]) -> tuple[bool, str]:
+        """One round of REPLICATE for every replica not yet done (all at once); done
+        ones leave ``pending``."""
+        todo = list(pending.items())
+        waiting = []
+        for (r, m), (ok, why) in zip(
+            todo, fanout.each(lambda rm: self._try_replicate(*rm), todo), strict=True
+        ):
+            if ok:
+                del pending[r]
+            else:
+                waiting.append(f"{r.name} {r.addr} -> {m.name} {m.addr}: {why}")
+        more = f" (+{len(waiting) - 3} more)" if len(waiting) > 3 else ""
+        return not pending, "; ".join(waiting[:3]) + more
 
     @staticmethod
     def _try_replicate(replica: Node, master: Node) -> tuple[bool, str]:
@@ -81,16 +135,31 @@ class Formation(Observation):
             raise
 
     def _readiness(self, nodes: Sequence[Node], expected: int | None) -> tuple[bool, str]:
-        snap = self.snapshot(nodes)
+        """One poll of :meth:`wait_ready`. ``CLUSTER SHARDS`` is asked for only once all
+        else holds: its reply is the largest to parse (about 1500 values per node on a
+        100-node cluster), and a poll that fails anyway need not pay for it."""
+        snap = self.snapshot(nodes, with_shards=False, with_replication=True)
+        problems = self._not_ready(snap, expected)
+        if not problems and self.impl.has("cluster_shards"):
+            snap = self.snapshot(nodes, with_shards=True)
+            problems = list(healthy(snap).problems)
+        if not problems and snap.views:
+            problems = self._unstreamed_replicas(snap.views[0].nodes, nodes)
+        if problems:
+            return False, "\n  ".join(problems) + "\n" + snap.describe()
+        return True, ""
+
+    def _not_ready(self, snap: Snapshot, expected: int | None) -> list[str]:
+        """What keeps the nodes of ``snap`` from being ready, by their own replies."""
         problems = list(healthy(snap).problems)
+        want = expected if expected is not None else len(self.nodes)
         for v in snap.views:
             known = int(v.info.get("cluster_known_nodes", 0))
-            want = expected if expected is not None else len(self.nodes)
             if known != want:
                 problems.append(f"{v.observer} knows {known} nodes, expected {want}")
             me = v.myself
             if me is not None and me.is_replica:
-                rep = self.replication_info(self._node_at(v.observer))
+                rep = v.replication or {}
                 if (
                     rep.get("master_link_status") != "up"
                     or rep.get("master_sync_in_progress") != "0"
@@ -104,11 +173,7 @@ class Formation(Observation):
                 problems.append(
                     f"{v.observer} still sees {', '.join(f'{n.addr} {sorted(n.flags)}' for n in busy)}"
                 )
-        if not problems and snap.views:
-            problems = self._unstreamed_replicas(snap.views[0].nodes, nodes)
-        if problems:
-            return False, "\n  ".join(problems) + "\n" + snap.describe()
-        return True, ""
+        return problems
 
     def _unstreamed_replicas(
         self, entries: Sequence[NodeEntry], nodes: Sequence[Node]
@@ -119,30 +184,39 @@ class Formation(Observation):
         master acknowledges then is lost if it dies. So readiness writes (and deletes) a
         key on each master and ``WAIT``\ s for its replicas to acknowledge it."""
         live = {n.node_id for n in nodes}
-        problems = []
+        todo: list[tuple[Node, str, int]] = []
         for m in entries:
             if not m.is_master or not m.slots or m.node_id not in live:
                 continue
             want = sum(1 for e in entries if e.master_id == m.node_id and e.node_id in live)
-            if not want:
-                continue
-            key = _ready_key(m.slots[0][0])
-            node = self.node_by_id(m.node_id)
-            try:
-                with node.client(timeout=2.0) as c:
-                    c.set(key, "1")
-                    c.delete(key)
-                    acked = int(c.execute_command("WAIT", want, 1000))
-            except redis.exceptions.ResponseError as exc:
-                if "unknown command" in str(exc).lower():
-                    continue  # a server without WAIT: its sync state is all there is
-                raise
-            if acked < want:
-                problems.append(
-                    f"{node.addr} master: {acked} of {want} replicas acknowledged a write "
-                    "(replication not streaming yet)"
-                )
-        return problems
+            if want:
+                todo.append((self.node_by_id(m.node_id), _ready_key(m.slots), want))
+        # WAIT blocks up to a second per master until the replica's first ACK: no CPU, so
+        # every master waits at once
+        found = fanout.each(lambda job: self._streaming(*job), todo, workers=len(todo))
+        return [p for p in found if p is not None]
+
+    @staticmethod
+    def _streaming(node: Node, key: str, want: int) -> str | None:
+        """Write (and delete) ``key`` on ``node`` and ``WAIT`` for ``want`` replicas; what
+        is missing, or None."""
+        try:
+            with node.client(timeout=2.0) as c:
+                pipe = c.pipeline(transaction=False)
+                pipe.execute_command("SET", key, "1")
+                pipe.execute_command("DEL", key)
+                pipe.execute_command("WAIT", want, 1000)
+                acked = int(pipe.execute()[-1])
+        except redis.exceptions.ResponseError as exc:
+            if "unknown command" in str(exc).lower():
+                return None  # a server without WAIT: its sync state is all there is
+            raise
+        if acked < want:
+            return (
+                f"{node.addr} master: {acked} of {want} replicas acknowledged a write "
+                "(replication not streaming yet)"
+            )
+        return None
 
     def recovery_s(self) -> float:
         """How long the cluster may take to be whole again; before it first was, the

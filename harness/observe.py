@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import redis
 
+from harness import fanout
 from harness.backends import Node
 from harness.checkers import Verdict, healthy
 from harness.errors import HarnessError
@@ -35,29 +36,60 @@ class Observation:
         cut = self.faults.isolated_nodes
         return [n for n in self.nodes if n.state == "running" and n not in cut]
 
-    def view(self, node: Node, with_shards: bool = True) -> NodeView:
+    def view(
+        self, node: Node, with_shards: bool = True, *, with_replication: bool = False
+    ) -> NodeView:
+        """What ``node`` reports, in one round trip (the commands pipelined):
+        ``CLUSTER NODES``, ``CLUSTER INFO``, ``CLUSTER SHARDS`` (where supported) and,
+        with ``with_replication``, ``INFO replication``."""
+        shards_too = with_shards and self.impl.has("cluster_shards")
         with node.client(timeout=2.0) as c:
-            entries = parse_cluster_nodes(str(c.execute_command("CLUSTER", "NODES")))
-            info = parse_info(str(c.execute_command("CLUSTER", "INFO")))
-            shards = None
-            if with_shards and self.impl.has("cluster_shards"):
-                shards = tuple(parse_cluster_shards(c.execute_command("CLUSTER", "SHARDS")))
-        return NodeView(node.addr, tuple(entries), info, shards)
+            pipe = c.pipeline(transaction=False)
+            pipe.execute_command("CLUSTER", "NODES")
+            pipe.execute_command("CLUSTER", "INFO")
+            if shards_too:
+                pipe.execute_command("CLUSTER", "SHARDS")
+            if with_replication:
+                pipe.execute_command("INFO", "replication")
+            replies = list(pipe.execute())
+        entries = parse_cluster_nodes(str(replies.pop(0)))
+        info = parse_info(str(replies.pop(0)))
+        shards = tuple(parse_cluster_shards(replies.pop(0))) if shards_too else None
+        replication = parse_info(str(replies.pop(0))) if with_replication else None
+        return NodeView(node.addr, tuple(entries), info, shards, replication)
 
-    def snapshot(self, nodes: Sequence[Node] | None = None, with_shards: bool = True) -> Snapshot:
-        """Ask each node (default: all of them) for its view; dead ones are listed as
-        unreachable with the reason."""
-        views = []
-        unreachable: dict[str, str] = {}
-        for n in nodes if nodes is not None else self.nodes:
+    def snapshot(
+        self,
+        nodes: Sequence[Node] | None = None,
+        with_shards: bool = True,
+        *,
+        with_replication: bool = False,
+    ) -> Snapshot:
+        """Ask each node (default: all of them) for its view, all at once
+        (:mod:`harness.fanout`); dead ones are listed as unreachable with the reason."""
+        chosen = list(nodes if nodes is not None else self.nodes)
+        skipped: dict[str, str] = {}
+        for n in chosen:
             cut = n in self.faults.isolated_nodes
             if n.state != "running" or cut:
-                unreachable[n.addr] = "isolated" if cut else n.state
-                continue
+                skipped[n.addr] = "isolated" if cut else n.state
+
+        def ask(n: Node) -> NodeView | str:
             try:
-                views.append(self.view(n, with_shards))
+                return self.view(n, with_shards, with_replication=with_replication)
             except redis.exceptions.RedisError as exc:
-                unreachable[n.addr] = f"{type(exc).__name__}: {exc} [{n.process_state()}]"
+                return f"{type(exc).__name__}: {exc} [{n.process_state()}]"
+
+        asked = [n for n in chosen if n.addr not in skipped]
+        got = dict(zip((n.addr for n in asked), fanout.each(ask, asked), strict=True))
+        views = []
+        unreachable: dict[str, str] = {}
+        for n in chosen:  # in the order asked for
+            seen = skipped.get(n.addr) or got[n.addr]
+            if isinstance(seen, str):
+                unreachable[n.addr] = seen
+            else:
+                views.append(seen)
         return Snapshot(tuple(views), unreachable)
 
     def check(self, nodes: Sequence[Node] | None = None) -> Verdict:

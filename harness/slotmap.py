@@ -178,11 +178,10 @@ def differences(
     return out
 
 
-def owners_within(owned: Sequence[OwnerRange], lo: int, hi: int) -> set[str | None]:
-    """Every owner of a slot in ``lo..hi`` (``None`` for unassigned slots)."""
-    segs = segments(owned)
-    starts = [s[0] for s in segs]
-    i = bisect.bisect_right(starts, lo) - 1
+def owners_within(segs: Sequence[Segment], lo: int, hi: int) -> set[str | None]:
+    """Every owner of a slot in ``lo..hi`` (``None`` for unassigned slots), from a map's
+    :func:`segments`."""
+    i = bisect.bisect_right(segs, lo, key=lambda seg: seg[0]) - 1
     out: set[str | None] = set()
     while i < len(segs) and segs[i][0] <= hi:
         out.add(segs[i][2])

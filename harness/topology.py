@@ -244,6 +244,8 @@ class NodeView:
     nodes: tuple[NodeEntry, ...]
     info: Mapping[str, str] = field(default_factory=dict)
     shards: tuple[Shard, ...] | None = None
+    #: ``INFO replication`` of the observer, when it was asked for (readiness polls)
+    replication: Mapping[str, str] | None = None
 
     @property
     def myself(self) -> NodeEntry | None:

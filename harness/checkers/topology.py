@@ -211,6 +211,7 @@ def shards_match_nodes(view: NodeView) -> Verdict:
         return Verdict((), ())
     problems: list[str] = []
     owned = view.owner_ranges
+    segs = slotmap.segments(owned)
     in_shards: list[tuple[int, int]] = []
     for shard in view.shards:
         if not shard.slots:
@@ -224,7 +225,7 @@ def shards_match_nodes(view: NodeView) -> Verdict:
         in_shards.extend(shard.slots)
         owner_ids: set[str | None] = set()
         for lo, hi in shard.slots:
-            owner_ids |= slotmap.owners_within(owned, lo, hi)
+            owner_ids |= slotmap.owners_within(segs, lo, hi)
         where = f"{view.observer}: CLUSTER SHARDS slots {format_ranges(sorted(shard.slots))}"
         if len(owner_ids) != 1 or None in owner_ids:
             who = ", ".join(sorted(_short(i) for i in owner_ids))

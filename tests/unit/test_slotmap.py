@@ -113,7 +113,7 @@ def test_owners_within(seed: int) -> None:
     owners = per_slot(list(owned))
     lo = rng.randrange(SLOTS)
     hi = min(SLOTS - 1, lo + rng.choice([0, 10, 4000]))
-    assert slotmap.owners_within(owned, lo, hi) == set(owners[lo : hi + 1])
+    assert slotmap.owners_within(slotmap.segments(owned), lo, hi) == set(owners[lo : hi + 1])
 
 
 def test_views_agree_however_the_lines_split_the_ranges() -> None:
