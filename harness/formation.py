@@ -104,7 +104,7 @@ class Formation(Observation):
         if pending:
             wait_for(
                 partial(self._replicate_all, pending),
-                15,
+                max(15.0, self.spec.ready_timeout_s / 2),
                 f"{len(pending)} replicas replicating their masters",
             )
 

@@ -177,7 +177,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "ready_timeout_s",
         "float",
-        "seconds to wait for a started cluster to be ready",
+        "seconds to wait for a started cluster to be ready (the default grows past 30 "
+        "nodes: 0.3 s more per node)",
         _layers("marker"),
         default=30.0,
         range=(1, 3600),

@@ -14,6 +14,12 @@ from harness.crc16 import SLOTS
 from harness.options import MARKER_FIELDS, OPTION, check_fields
 from harness.security import Auth, SecuritySpec
 
+#: the default ``ready_timeout_s`` holds for clusters up to this size; each node beyond
+#: it adds ``READY_S_PER_NODE`` (a 100-node cluster gets 51 s; it is ready in about 6 s
+#: on a busy 2-core machine, see bench/bringup.py)
+READY_BASE_NODES = 30
+READY_S_PER_NODE = 0.3
+
 
 @dataclass(frozen=True)
 class ClusterSpec:
@@ -40,6 +46,11 @@ class ClusterSpec:
         check_fields({f.name: getattr(self, f.name) for f in fields(self)})
         if self.password is not None and self.auth == "none":  # a password alone
             object.__setattr__(self, "auth", "password")
+        default = OPTION["ready_timeout_s"].default
+        if self.ready_timeout_s == default and self.size > READY_BASE_NODES:
+            # More nodes: more handshakes and syncs on the same cores before all agree.
+            extra = READY_S_PER_NODE * (self.size - READY_BASE_NODES)
+            object.__setattr__(self, "ready_timeout_s", default + extra)
 
     @property
     def size(self) -> int:

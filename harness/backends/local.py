@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import tempfile
@@ -25,6 +26,29 @@ from harness.ports import PortLease
 from harness.runs import Run
 from harness.security import PLAIN, Security
 from harness.wait import Hopeless, wait_for
+
+#: open files a local node costs the harness's process (its port lock, connections
+#: during a fan-out) and, inherited, each server (a link each way to every peer)
+FILES_PER_NODE = 4
+FILES_RESERVE = 256
+
+
+def ensure_open_files(nodes: int) -> None:
+    """Raise this process's soft limit on open files (servers inherit it) towards the hard
+    one when ``nodes`` nodes could exceed it: a 1024 default is close on a 100-node cluster
+    whose every server holds two bus links per peer."""
+    need = FILES_RESERVE + FILES_PER_NODE * nodes
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    target = need if hard == resource.RLIM_INFINITY else min(hard, need)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < need:
+        raise HarnessError(
+            f"{nodes} local nodes need about {need} open files; the hard limit is {hard} "
+            "(raise it, e.g. `ulimit -Hn`, or start fewer nodes)"
+        )
 
 
 class LocalNode(Node):
@@ -226,6 +250,7 @@ class LocalBackend(Backend):
         self, impl: Implementation, cfg: NodeConfig, count: int, ports: list[int] | None = None
     ) -> list[Node]:
         # A fresh directory per cluster: a reused port must never find an old nodes.conf.
+        ensure_open_files(len(self.nodes) + count)
         base = Path(tempfile.mkdtemp(prefix="cluster-", dir=self.run.dir))
         if self.network_faults:
             reason = self.unsupported("network_faults", impl)
@@ -255,6 +280,7 @@ class LocalBackend(Backend):
     def add_nodes(self, count: int) -> list[Node]:
         if not self.nodes:
             raise HarnessError("add_nodes extends a cluster: create_nodes comes first")
+        ensure_open_files(len(self.nodes) + count)
         ports = [6379] * count if self.ns is not None else self.lease.claim(count)
         return self._start(ports)
 
