@@ -268,6 +268,9 @@ class Backend(abc.ABC):
     #: False for a cluster someone else runs (the external backend): the harness must
     #: leave it as it found it (no log lines written into it, workload keys removed)
     owns_cluster: bool = True
+    #: every node runs on this one machine whatever its address (the local backend), so
+    #: addresses say nothing about hosts (:mod:`harness.advisories`)
+    one_host: bool = False
 
     @abc.abstractmethod
     def __init__(self, run: Run | None = None, *, network_faults: bool = False) -> None:

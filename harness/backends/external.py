@@ -26,6 +26,7 @@ import redis
 
 from harness import guard
 from harness import impl as impls
+from harness.advisories import startup_nodes
 from harness.backends.access import greet
 from harness.backends.base import Backend, Node, NodeConfig, control_client
 from harness.errors import HarnessError, NotSupportedError, UsageError
@@ -193,10 +194,14 @@ def discover(named: Sequence[tuple[str, int]], sec: Security = PLAIN) -> Discove
         for e in entries:
             where = by_id.get(e.node_id)
             if where is None:
+                # --nodes is also the harness's client configuration: too few startup
+                # nodes is advice the tutorial gives too (harness.advisories)
+                few = startup_nodes(len(named), sum(1 for x in entries if x.is_master and x.slots))
                 raise UsageError(
                     f"--nodes: {host}:{port} reports node {e.addr} (id {e.node_id[:8]}, "
                     f"{'replica' if e.is_replica else 'master'}) that is not in --nodes; "
                     "name every node of the cluster (the harness talks to no other address)"
+                    + (f". Advisory {few}" if few else "")
                 )
             # a node never met by another does not know its address yet (empty host)
             if e.is_myself and e.host and (e.host, e.port) != where:

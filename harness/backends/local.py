@@ -209,6 +209,7 @@ class LocalBackend(Backend):
     """Nodes as local processes under this process's run directory."""
 
     name = "local"
+    one_host = True  # 127.0.0.1 by design (or one namespace address per node, same machine)
     #: what create_nodes made nodes of: add_nodes makes more alike
     _made: tuple[Implementation, NodeConfig, Path, Security]
 

@@ -20,6 +20,7 @@ from harness.errors import HarnessError
 from harness.htmlreport.persist import persist
 from harness.impl import Implementation
 from harness.options import MARKER_FIELDS
+from harness.plugin import advice
 from harness.plugin.external import mismatch
 from harness.plugin.reporting import CLUSTERS
 from harness.plugin.shared import ClusterPool, mark_settings, shares
@@ -191,11 +192,14 @@ def _start(
 ) -> Cluster:
     try:
         if state.backend == "external":
-            return _attach(request, state, impl, settings)
-        spec = ClusterSpec(**settings)
-        return Cluster.start(impl, spec, backend=state.backend, ports=ports)
+            c = _attach(request, state, impl, settings)
+        else:
+            spec = ClusterSpec(**settings)
+            c = Cluster.start(impl, spec, backend=state.backend, ports=ports)
     except HarnessError as exc:  # the message says it all; a traceback through us does not help
         raise pytest.fail.Exception(f"{type(exc).__name__}: {exc}", pytrace=False) from None
+    advice.record(request.node, c)  # what the documents advise about its shape
+    return c
 
 
 def _attach(

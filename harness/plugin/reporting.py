@@ -14,6 +14,7 @@ import pytest
 from harness.cluster import Cluster
 from harness.errors import NotSupportedError
 from harness.htmlreport import build as build_page
+from harness.plugin.advice import Gathered
 from harness.plugin.state import STATE, HarnessState
 from harness.plugin.workers import plain_nodeid
 from harness.report import (
@@ -92,12 +93,14 @@ class Reporter:
         self.page_path: Path | None = None
         self.page_error = ""
         self.t0 = time.monotonic()
+        self.advisories = Gathered()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         nodeid = plain_nodeid(report.nodeid)  # without xdist's group suffix
         res = self.state.results.setdefault(nodeid, TestResult(nodeid))
         res.duration_s += report.duration
         res.metrics.update(metrics_from_properties(report.user_properties))
+        self.advisories.add(nodeid, report.user_properties)
         if report.when == "call":
             if hasattr(report, "wasxfail"):
                 res.outcome = "xfailed" if report.skipped else "xpassed"
@@ -135,6 +138,7 @@ class Reporter:
             "exit_status": int(exitstatus),
             "command": replay_command(session.config.invocation_params.args, state.seed),
             "harness_version": harness_version(),
+            "advisories": self.advisories.as_json(),  # advice about the clusters, not failures
         }
         notes = state.pool_notes + list(state.pool.replaced if state.pool else ())
         if notes:  # a shares_cluster test that changed its cluster: a mark to remove
@@ -152,6 +156,11 @@ class Reporter:
         if lines:
             terminalreporter.section("redis-cluster-harness metrics")
             for line in lines:
+                terminalreporter.write_line(line)
+        advised = self.advisories.lines()
+        if advised:
+            terminalreporter.section("redis-cluster-harness advisories")
+            for line in advised:
                 terminalreporter.write_line(line)
         if self.summary_path is not None:
             terminalreporter.write_line(
