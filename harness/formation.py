@@ -23,6 +23,20 @@ from harness.topology import NodeEntry, SlotRange, Snapshot
 from harness.wait import wait_for
 
 
+def meet_pairs(nodes: Sequence[Node]) -> dict[Node, list[Node]]:
+    """Whom each node MEETs so that every pair meets exactly once and no node starts more
+    than half of the handshakes (node ``i`` MEETs ``i+1 .. i+n/2`` around the ring): with
+    "i MEETs every later node" the first node of 100 would start 99 at once."""
+    n = len(nodes)
+    out: dict[Node, list[Node]] = {a: [] for a in nodes}
+    for i, a in enumerate(nodes):
+        for d in range(1, n // 2 + 1):
+            if 2 * d == n and i >= d:  # the pair across the ring: once, not from both ends
+                continue
+            out[a].append(nodes[(i + d) % n])
+    return out
+
+
 def _pipelined(node: Node, commands: Sequence[tuple[object, ...]]) -> list[object]:
     """``commands`` on one connection to ``node``, in one round trip; the first error
     reply is raised."""
@@ -77,9 +91,9 @@ class Formation(Observation):
         epochs = {n: i + 1 for i, n in enumerate(self.nodes)}
         # Meet every pair directly rather than relying on gossip to spread membership:
         # handshakes then finish within one cron tick, well inside the server's own 2 s
-        # writable delay, which is the floor of a bring-up. Each pair once: node i MEETs
-        # every node after it.
-        later = {n: self.nodes[i + 1 :] for i, n in enumerate(self.nodes)}
+        # writable delay, which is the floor of a bring-up. Each pair once, the work
+        # spread evenly: node i MEETs the next half of the ring (:func:`meet_pairs`).
+        later = meet_pairs(self.nodes)
 
         def setup(n: Node) -> None:
             commands: list[tuple[object, ...]] = []
