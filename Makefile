@@ -48,8 +48,10 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+## bring-up against node count, the harness's formation next to the server's own
+## `--cluster create` (ARGS='--impl valkey-8.0 --sizes 3,30'; see bench/bringup.py)
 bench: setup
-	$(PY) bench/bringup.py
+	$(PY) bench/bringup.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) reports/*.json reports/*.xml reports/logs

@@ -17,7 +17,7 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from harness import guard, progress
+from harness import fanout, guard, progress
 from harness.backends import Backend, Node, get_backend
 from harness.errors import NotSupportedError
 from harness.faults import Faults
@@ -127,11 +127,13 @@ class Cluster(Formation):
         line = f"harness: {action} {node} {detail}".rstrip()
         if not ahead:
             ev = Event(time.monotonic_ns(), action, node, detail, time.time_ns())
-        for n in self.live_nodes():
-            if n in self.faults.busy:
-                continue
+
+        def log(n: Node) -> None:
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
                 n.call("DEBUG", "LOG", line, timeout=0.5)
+
+        # every node at once: on a 100-node cluster one by one takes a noticeable while
+        fanout.each(log, [n for n in self.live_nodes() if n not in self.faults.busy])
         if ahead:
             ev = Event(time.monotonic_ns(), action, node, detail, time.time_ns())
         self.events.append(ev)

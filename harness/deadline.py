@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from harness import wait
+from harness import fanout, wait
 from harness.errors import HarnessError
 from harness.topology import parse_info
 
@@ -255,16 +255,17 @@ class Watchdog:
 
 def node_states(clusters: Iterable[Cluster]) -> str:
     """One paragraph per node: process state, INFO (or why it did not answer), last log
-    lines. Bounded: a node that does not answer costs :data:`INFO_TIMEOUT_S`."""
+    lines. Bounded: the nodes are asked at once (:mod:`harness.fanout`), and one that
+    does not answer costs :data:`INFO_TIMEOUT_S`."""
     out: list[str] = []
     for ci, c in enumerate(clusters):
         owned = c.backend.owns_cluster  # someone else's servers: no process, no log here
-        for n in c.nodes:
+        for n, info in zip(c.nodes, fanout.each(_info, c.nodes), strict=True):
             head = f"cluster {ci} {n.name} {n.addr} (harness state {n.state})"
             lines = [head]
             if owned:
                 lines.append(f"  process: {_annotate(n.process_state())}")
-            lines.append(f"  INFO: {_info(n)}")
+            lines.append(f"  INFO: {info}")
             if owned:
                 lines += [f"  log| {ln[:200]}" for ln in last_lines(n.log_text(4000), LOG_LINES)]
             out.append("\n".join(lines))
