@@ -1,8 +1,9 @@
 """Large clusters come up ready on the local backend: 10 masters x 2 replicas (30 nodes)
 and 50 masters without replicas, on every verified implementation.
 
-About 4 s per cluster here (2 cores, shared): formation and readiness ask every node
-at once and check the slot maps as ranges (bench/agreement.py, bench/bringup.py).
+2.5 to 6 s per cluster here (2 shared cores), 25 s for the six: formation and
+readiness ask every node at once and check the slot maps as ranges (bench/agreement.py,
+bench/bringup.py).
 """
 
 from __future__ import annotations
