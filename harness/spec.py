@@ -7,12 +7,15 @@ The fields, their defaults and their checks come from the option table
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Literal
 
 from harness.backends import NodeConfig
 from harness.backends.base import Persistence
 from harness.crc16 import SLOTS
 from harness.options import MARKER_FIELDS, OPTION, check_fields
 from harness.security import Auth, SecuritySpec
+
+Formation = Literal["commands", "redis-cli"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class ClusterSpec:
     password: str | None = field(default=OPTION["password"].default, repr=False)
     #: TLS on client connections, replication and the cluster bus
     tls: bool = OPTION["tls"].default
+    #: "commands" (the harness forms it) or "redis-cli" (the server's own tool does)
+    formation: Formation = OPTION["formation"].default
 
     def __post_init__(self) -> None:
         check_fields({f.name: getattr(self, f.name) for f in fields(self)})

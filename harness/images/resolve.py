@@ -20,7 +20,7 @@ def preflight(impl: Implementation) -> None:
     rather than an error per test."""
     docker_client().close()
     if impl.image is None:
-        inspect_binary(impl.binary)
+        inspect_binary(impl.binary, impl.profile.cli)
 
 
 def resolve_image(client: Any, impl: Implementation) -> tuple[str, str]:
@@ -28,7 +28,7 @@ def resolve_image(client: Any, impl: Implementation) -> tuple[str, str]:
     :func:`identify_image`), or one built from its binary and reused while unchanged."""
     if impl.image is not None:
         return impl.image, impl.binary
-    ref = image_for_binary(impl.binary)
+    ref = image_for_binary(impl.binary, impl.profile.cli)
     return ref, f"{BIN_DIR}/{Path(impl.binary).name}"
 
 
