@@ -10,8 +10,8 @@ from typing import Any
 import docker.errors
 
 from harness.errors import HarnessError, UsageError
-from harness.images.binary import BIN_DIR, image_for_binary, inspect_binary
-from harness.images.docker import DOCKER_ERRORS, docker_client, image_version, reason
+from harness.images.binary import image_for_binary, inspect_binary
+from harness.images.docker import BIN_DIR, DOCKER_ERRORS, docker_client, image_version, reason
 from harness.impl import Implementation, load_profiles, parse_version
 
 
