@@ -49,11 +49,15 @@ class CliRun:
 
 
 class CliError(HarnessError):
-    """The tool failed (or hung): the message has the command and its output's tail."""
+    """The tool failed (or hung): the message has the command and its output's tail;
+    ``known_issue`` names the tool's own bug when the failure is a known one."""
 
-    def __init__(self, message: str, result: CliRun | None = None) -> None:
+    def __init__(
+        self, message: str, result: CliRun | None = None, known_issue: str | None = None
+    ) -> None:
         super().__init__(message)
         self.result = result
+        self.known_issue = known_issue
 
 
 def auth_env(security: Security) -> dict[str, str]:

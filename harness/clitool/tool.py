@@ -24,6 +24,21 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 300.0  # a reshard of many slots with keys takes a while
 #: answers to the questions ``fix`` asks even with --cluster-yes (covering slots)
 FIX_ANSWERS = "yes\n" * 16
+#: the tools' own bugs the harness recognises in a failure: (command, last words, reference)
+TOOL_ISSUES = (
+    (
+        "reshard",
+        "ERR Please use SETSLOT only with masters.",
+        "redis/redis#9223 (fixed in redis-cli 7.0): the source lost its last slot and turned "
+        "replica before the tool's SETSLOT NODE reached it; the slot did move",
+    ),
+    (
+        "rebalance",
+        "ERR Please use SETSLOT only with masters.",
+        "redis/redis#11104: a master the rebalance emptied turned replica, and the tool "
+        "still sends it SETSLOT as a master",
+    ),
+)
 READ_ONLY = frozenset({"check", "info"})  # all the harness may run on someone else's cluster
 
 
@@ -184,7 +199,18 @@ class ClusterCli:
         status = "timed out" if result.timed_out else f"exit {result.code}"
         self.cluster.record(f"{action} done", node, f"{status} in {result.duration_ms:.0f} ms")
         if result.timed_out or (result.code != 0 and not expect_failure):
-            raise CliError(self._failed(result, status), result)
+            issue = next(
+                (
+                    ref
+                    for cmd, words, ref in TOOL_ISSUES
+                    if cmd == command and words in result.tail(3)
+                ),
+                None,
+            )
+            message = self._failed(result, status)
+            if issue is not None:
+                message += f"\n(known tool issue {issue})"
+            raise CliError(message, result, known_issue=issue)
         return result
 
     def _failed(self, result: CliRun, what: str) -> str:
