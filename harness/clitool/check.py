@@ -29,6 +29,8 @@ _ENTRY = re.compile(r"^>>> Performing Cluster Check \(using node (\S+)\)")
 _NODE = re.compile(r"^([MS]): ([0-9a-f]{40}) (\S+)")
 _NODE_SLOTS = re.compile(r"^slots:(\S*) \((\d+) slots\)")
 _REPLICATES = re.compile(r"^replicates ([0-9a-f]{40})")
+_REFUSED = re.compile(r"^Could not connect to \S+ at (\S+?):? ")
+_OUTSIDE = ("Could not connect", "*** ")  # lines that go to stderr, before the check too
 _RANGE = re.compile(r"\[(\d+)(?:-(\d+))?\]|(\d+)")
 
 COVERED = "[OK] All 16384 slots covered."
@@ -63,6 +65,11 @@ class CheckVerdict:
     nodes: tuple[CheckedNode, ...] = ()
     keys: int | None = None  # "[OK] N keys in M masters."
     entry: str | None = None  # the node the tool asked first
+
+    @property
+    def unreachable(self) -> tuple[str, ...]:
+        """Addresses the tool could not connect to ("Could not connect to Redis at ...")."""
+        return tuple(m.group(1) for msg in self.messages if (m := _REFUSED.match(msg)))
 
     @property
     def complete(self) -> bool:
@@ -135,7 +142,7 @@ def parse_check(output: str) -> CheckVerdict:
     # connection errors of anything before it too (they go to stderr, in any order)
     counted = [m for ln in before.splitlines() if (m := _KEYS.match(ln.strip()))]
     keys = int(counted[-1].group(1)) if counted else None
-    refused = [ln.strip() for ln in before.splitlines() if ln.startswith("Could not connect")]
+    refused = [ln.strip() for ln in before.splitlines() if ln.startswith(_OUTSIDE)]
     covered = agree = None
     open_slots: set[int] = set()
     migrating: list[tuple[str, tuple[int, ...]]] = []
@@ -146,7 +153,7 @@ def parse_check(output: str) -> CheckVerdict:
     entry = None
     for raw in text.splitlines():
         line = raw.strip()
-        if line.startswith(("[OK]", "[ERR]", "[WARNING]", "Could not connect", "*** ")):
+        if line.startswith(("[OK]", "[ERR]", "[WARNING]", *_OUTSIDE)):
             messages.append(line)
         if line == COVERED:
             covered = True
