@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from harness.backends import Node
 from harness.clitool import check as chk
 from harness.clitool.check import parse_check
 from harness.clitool.locate import cli_names, host_cli, parse_cli_version, tool_names
 from harness.clitool.runner import auth_env, security_args
 from harness.crc16 import SLOTS
 from harness.errors import NotSupportedError, UsageError
+from harness.formation import Roles
 from harness.impl import Implementation
 from harness.profiles import Profile, ProfileError, read
 from harness.security import Security, SecuritySpec
@@ -258,3 +260,33 @@ def test_the_password_goes_in_the_environment_only(tmp_path: Path) -> None:
     password = Security.create(SecuritySpec("password", pw), tmp_path)
     assert security_args(password) == [] and auth_env(password)["REDISCLI_AUTH"] == pw
     assert os.environ.get("REDISCLI_AUTH") is None  # nothing leaks into this process
+
+
+# -- the roles a formation gave ------------------------------------------------------------
+
+
+class StandIn(Node):
+    """A node that is never started: the roles are bookkeeping over node objects."""
+
+    def __init__(self, index: int) -> None:
+        self.index, self.host, self.port = index, "127.0.0.1", 7000 + index
+
+    def start(self) -> None: ...
+    def wait_answering(self, timeout: float) -> None: ...
+    def kill(self) -> None: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def stop(self, timeout: float = 10.0) -> None: ...
+    def log_text(self, max_bytes: int = 20000) -> str:
+        return ""
+
+    @property
+    def description(self) -> str:
+        return self.name
+
+
+def test_roles_order_replicas_by_their_masters_rank() -> None:
+    n = [StandIn(i) for i in range(7)]
+    # as redis-cli might leave them: masters n2, n0, n1 in slot order; replicas shuffled
+    roles = Roles((n[2], n[0], n[1]), {n[5]: n[0], n[3]: n[1], n[4]: n[2], n[6]: n[2]})
+    assert roles.replicas == [n[4], n[6], n[5], n[3]]
