@@ -12,6 +12,7 @@ from typing import Literal
 from harness.backends import NodeConfig
 from harness.backends.base import Persistence
 from harness.crc16 import SLOTS
+from harness.errors import UsageError
 from harness.options import MARKER_FIELDS, OPTION, check_fields
 from harness.security import Auth, SecuritySpec
 
@@ -43,6 +44,11 @@ class ClusterSpec:
 
     def __post_init__(self) -> None:
         check_fields({f.name: getattr(self, f.name) for f in fields(self)})
+        if self.formation == "redis-cli" and self.masters < 3:  # the tool's own rule
+            raise UsageError(
+                f"formation='redis-cli': redis-cli --cluster create needs at least 3 masters, "
+                f"got masters={self.masters}"
+            )
         if self.password is not None and self.auth == "none":  # a password alone
             object.__setattr__(self, "auth", "password")
 

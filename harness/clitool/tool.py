@@ -29,7 +29,7 @@ TOOL_ISSUES = (
     (
         "reshard",
         "ERR Please use SETSLOT only with masters.",
-        "redis/redis#9223 (fixed in redis-cli 7.0): the source lost its last slot and turned "
+        "redis/redis#9223 (closed; redis-cli 7.0 tolerates it): the source lost its last slot and turned "
         "replica before the tool's SETSLOT NODE reached it; the slot did move",
     ),
     (

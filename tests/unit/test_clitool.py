@@ -238,6 +238,8 @@ def test_formation_is_a_marker_option() -> None:
     assert ClusterSpec(formation="redis-cli").formation == "redis-cli"
     with pytest.raises(UsageError, match="formation='tool': choose one of: commands, redis-cli"):
         ClusterSpec(formation="tool")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="needs at least 3 masters, got masters=2"):
+        ClusterSpec(masters=2, formation="redis-cli")
 
 
 # -- credentials --------------------------------------------------------------------------
