@@ -77,7 +77,8 @@ class ClusterCli:
         nodes = list(nodes if nodes is not None else self.cluster.nodes)
         r = self.cluster.spec.replicas if replicas is None else replicas
         args = ["create", *(n.public_addr for n in nodes), "--cluster-replicas", str(r)]
-        return self.call(*args, "--cluster-yes", node="cluster", detail=f"{len(nodes)} nodes")
+        detail = f"{len(nodes)} nodes, {self.program.describe()}"
+        return self.call(*args, "--cluster-yes", node="cluster", detail=detail)
 
     def add_node(
         self, new: Node, existing: Node | None = None, *, master: Node | None = None
