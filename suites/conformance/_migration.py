@@ -94,10 +94,9 @@ class Migration:
     state: str = "new"
 
     def _setslot(self, node: Node, *args: object) -> None:
-        self.cluster.record(
-            "setslot", node.addr, f"{self.slot} {' '.join(map(str, args))}", ahead=True
-        )
         node.call("CLUSTER", "SETSLOT", self.slot, *args)
+        # recorded once done: a step recorded ahead is shown as a fault being injected
+        self.cluster.record("setslot", node.addr, f"{self.slot} {' '.join(map(str, args))}")
 
     def open(self) -> None:
         self._setslot(self.target, "IMPORTING", self.source.node_id)
@@ -159,7 +158,6 @@ def _migrate(cluster: Cluster, source: Node, target: Node, keys: Sequence[str]) 
     sec = cluster.security
     if sec.password is not None:
         auth = ("AUTH", sec.password) if sec.user is None else ("AUTH2", sec.user, sec.password)
-    cluster.record("migrate", source.addr, f"{len(keys)} key(s) to {target.addr}", ahead=True)
     got = source.call(
         "MIGRATE",
         target.public_host,
@@ -173,3 +171,4 @@ def _migrate(cluster: Cluster, source: Node, target: Node, keys: Sequence[str]) 
         timeout=MIGRATE_TIMEOUT_MS / 1000 + 2,
     )
     assert got == "OK", f"MIGRATE {keys} from {source.addr} to {target.addr}: {got!r}"
+    cluster.record("migrate", source.addr, f"{len(keys)} key(s) to {target.addr}")
