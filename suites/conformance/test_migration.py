@@ -25,7 +25,8 @@ import pytest
 from harness import Cluster
 from harness.backends import Node
 from harness.testing import ErrorReply, Metrics, raw_commands, wait_for
-from suites.conformance._migration import (
+
+from ._migration import (
     agree_on_owner,
     markers,
     migration,
@@ -61,8 +62,8 @@ def test_source_serves_keys_not_yet_moved(cluster: Cluster, rng: random.Random) 
     key it holds, reads and writes, without redirection.
 
     Redis Cluster specification, "Live reconfiguration" (a ``MIGRATING`` node accepts all
-    queries about the slot whose key exists); ``CLUSTER SETSLOT`` page, ``MIGRATING``
-    ("If a command is received about an existing key, the command is processed as usual").
+    queries about the slot whose key exists); ``CLUSTER SETSLOT`` page, ``MIGRATING`` (a
+    command about an existing key is processed normally).
     """
     slot, source, target = _pick(cluster, rng)
     a, b = slot_keys(slot, "ab")
@@ -80,7 +81,7 @@ def test_source_answers_ask_for_a_moved_key(cluster: Cluster, rng: random.Random
     it, for reads and writes alike.
 
     Redis Cluster specification, "ASK redirection"; ``CLUSTER SETSLOT`` page,
-    ``MIGRATING`` ("If the key does not exist, an ASK redirection is emitted").
+    ``MIGRATING`` (a command about a key that does not exist is redirected with ASK).
     """
     slot, source, target = _pick(cluster, rng)
     (a,) = slot_keys(slot, "a")
