@@ -7,18 +7,22 @@ The fields, their defaults and their checks come from the option table
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Literal
 
 from harness.backends import NodeConfig
 from harness.backends.base import Persistence
 from harness.crc16 import SLOTS
+from harness.errors import UsageError
 from harness.options import MARKER_FIELDS, OPTION, check_fields
 from harness.security import Auth, SecuritySpec
 
 #: the default ``ready_timeout_s`` holds for clusters up to this size; each node beyond
-#: it adds ``READY_S_PER_NODE`` (a 100-node cluster gets 51 s; it is ready in about 6 s
+#: it adds ``READY_S_PER_NODE`` (a 100-node cluster gets 51 s; it is ready in about 8 s
 #: on a busy 2-core machine, see bench/bringup.py)
 READY_BASE_NODES = 30
 READY_S_PER_NODE = 0.3
+
+Formation = Literal["commands", "redis-cli"]
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,16 @@ class ClusterSpec:
     password: str | None = field(default=OPTION["password"].default, repr=False)
     #: TLS on client connections, replication and the cluster bus
     tls: bool = OPTION["tls"].default
+    #: "commands" (the harness forms it) or "redis-cli" (the server's own tool does)
+    formation: Formation = OPTION["formation"].default
 
     def __post_init__(self) -> None:
         check_fields({f.name: getattr(self, f.name) for f in fields(self)})
+        if self.formation == "redis-cli" and self.masters < 3:  # the tool's own rule
+            raise UsageError(
+                f"formation='redis-cli': redis-cli --cluster create needs at least 3 masters, "
+                f"got masters={self.masters}"
+            )
         if self.password is not None and self.auth == "none":  # a password alone
             object.__setattr__(self, "auth", "password")
         default = OPTION["ready_timeout_s"].default
