@@ -28,6 +28,7 @@ from harness.backends import get_backend
 from harness.backends.base import Node
 from harness.cluster import Cluster
 from harness.errors import HarnessError
+from harness.formation import Formation
 from harness.impl import Implementation, resolve
 from harness.runs import Run
 from harness.spec import ClusterSpec
@@ -115,8 +116,8 @@ def profiled(backend: BackendName, t0: float) -> Iterator[PhaseClock]:
             clock.wrap(local_backend.LocalBackend, "__init__", "backend")
             clock.wrap(local_backend.LocalNode, "start", "starts")
             clock.wrap(local_backend.LocalNode, "wait_answering", "answering")
-        clock.wrap(Cluster, "form", "formation")
-        clock.wrap(Cluster, "wait_ready", "readiness")
+        clock.wrap(Formation, "form", "formation")  # Cluster's mixin defines them
+        clock.wrap(Formation, "wait_ready", "readiness")
         yield clock
 
 
