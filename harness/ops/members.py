@@ -32,7 +32,7 @@ from harness.ops.base import deadline_s, recorded
 from harness.ops.migrate import wait_settled
 from harness.ops.reshard import migrate_slots
 from harness.ops.slots import MigrationError, inspect_slots
-from harness.topology import NodeView
+from harness.topology import NodeView, parse_info
 from harness.wait import wait_for
 
 if TYPE_CHECKING:
@@ -68,22 +68,32 @@ def _member_probe(cluster: Cluster, node: Node) -> tuple[bool, str]:
     return not problems, "; ".join(problems)
 
 
-def join(cluster: Cluster, node: Node, timeout: float | None = None) -> None:
-    """``CLUSTER MEET`` from ``node`` to one live member; wait until it is a member."""
+def join(cluster: Cluster, node: Node, timeout: float | None = None, until_ok: bool = True) -> None:
+    """``CLUSTER MEET`` from ``node`` to one live member; wait until it is a member and
+    (``until_ok``) says ``cluster_state:ok``: until then it refuses keys (``CLUSTERDOWN``),
+    the ones a migration sends it included."""
     seed = next(n for n in cluster.live_nodes() if n is not node)
     node.call("CLUSTER", "MEET", seed.public_host, seed.public_port)
+    bound = deadline_s(cluster, timeout)
     wait_for(
-        partial(_member_probe, cluster, node),
-        deadline_s(cluster, timeout),
-        f"{node.name} {node.addr} known to every node",
+        partial(_member_probe, cluster, node), bound, f"{node.name} {node.addr} known to every node"
     )
+    if until_ok:
+        wait_for(partial(_state_ok, node), bound, f"{node.name} {node.addr} in cluster_state:ok")
 
 
-def add_master(cluster: Cluster, *, timeout: float | None = None) -> Node:
-    """Start a node, ``MEET`` it and wait until it is a member: a master with no slots."""
+def _state_ok(node: Node) -> tuple[bool, str]:
+    state = parse_info(str(node.call("CLUSTER", "INFO"))).get("cluster_state")
+    return state == "ok", f"cluster_state:{state}"
+
+
+def add_master(cluster: Cluster, *, timeout: float | None = None, until_ok: bool = True) -> Node:
+    """Start a node, ``MEET`` it and wait until it is a member: a master with no slots;
+    with ``until_ok`` (default) also until it says ``cluster_state:ok`` (it can then take
+    slots: a node still in ``fail`` refuses the keys a migration sends it)."""
     (node,) = cluster.add_nodes(1)
     with recorded(cluster, "add-master", node.addr, f"{node.name}, no slots") as step:
-        join(cluster, node, timeout)
+        join(cluster, node, timeout, until_ok)
         step.result = f"{node.name} known to {len(cluster.live_nodes())} nodes"
     return node
 
