@@ -113,9 +113,7 @@ class SlotMigration:
         assert isinstance(keys, list)
         if not keys:
             return 0
-        moved = self._migrate(keys, replace=self.replace)
-        self.keys_moved += moved
-        return moved
+        return self._migrate(keys, replace=self.replace)
 
     def move_all(self) -> int:
         """Move batches until the slot is empty on the source; return the keys moved."""
@@ -125,25 +123,32 @@ class SlotMigration:
         return total
 
     def _migrate(self, keys: list[str], replace: bool) -> int:
-        """One ``MIGRATE``; on ``BUSYKEY`` what moved is counted and the rest replaced
-        (if asked, or if the values are the same on both sides)."""
+        """One ``MIGRATE``; on ``BUSYKEY`` (the target has some of the keys: MIGRATE moved
+        the others) the keys left whose values are the same on both sides are replaced,
+        which loses nothing, and the migration stops naming those that differ, unless
+        ``replace``. Counts what moved into :attr:`keys_moved` as it goes."""
         try:
             self._send(keys, replace)
+            self.keys_moved += len(keys)
             return len(keys)
         except redis.exceptions.ResponseError as exc:
-            if not str(exc).startswith("BUSYKEY") or replace:
+            if "BUSYKEY" not in str(exc) or replace:
                 raise self._fail(f"MIGRATE of {len(keys)} keys refused: {exc}") from None
         left = [k for k, n in zip(keys, self._exists(self.source, keys), strict=True) if n]
         moved = len(keys) - len(left)
         differ = self._different(left)
+        same = [k for k in left if k not in differ]
+        if same:
+            self._send(same, replace=True)
+            moved += len(same)
+        self.keys_moved += moved
         if differ:
             shown = ", ".join(repr(k) for k in differ[:5])
             raise self._fail(
                 f"{len(differ)} key(s) exist on both sides with different values ({shown}); "
                 "pass replace=True to overwrite the target's"
             )
-        self._send(left, replace=True)  # same values: replacing loses nothing
-        return moved + len(left)
+        return moved
 
     def _send(self, keys: list[str], replace: bool) -> None:
         t = self.target
