@@ -240,7 +240,17 @@ def send_all(
 def open_slots(
     cluster: Cluster, clients: Clients, source: Node, target: Node, slots: Sequence[int]
 ) -> None:
-    """``SETSLOT IMPORTING`` on the target for every slot, then ``MIGRATING`` on the source."""
+    """``SETSLOT IMPORTING`` on the target for every slot, then ``MIGRATING`` on the
+    source; nothing is sent unless the source owns every slot by its own view (a target
+    left importing a slot the source cannot migrate would be a mess of the harness's)."""
+    owners = cluster.view(source, with_shards=False).slot_owners()
+    foreign = [s for s in slots if owners[s] != source.node_id]
+    if foreign:
+        raise MigrationError(
+            f"{source.addr} does not own {len(foreign)} of the slots to move, first slot "
+            f"{foreign[0]}: nothing was changed",
+            inspect_slots(cluster, foreign[:8]),
+        )
     send_all(
         cluster, clients, target,
         [("CLUSTER", "SETSLOT", s, "IMPORTING", source.node_id) for s in slots], slots,

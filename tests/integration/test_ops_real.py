@@ -109,6 +109,12 @@ def test_a_half_done_migration_is_reported_precisely(any_impl: Implementation) -
         source, target = c.initial_masters[0], c.initial_masters[1]
         slot = c.first_slot(source)
         written = fill(c, [slot], "half")
+        with pytest.raises(
+            MigrationError, match=f"does not own 1 of the slots to move, first slot {slot}"
+        ):
+            SlotMigration(c, slot, target, source).open()  # the wrong way round
+        (r,) = inspect_slots(c, slot)
+        assert not r.is_open, r.describe()
         m = SlotMigration(c, slot, source, target, batch=10)
         m.open()
         assert m.move_batch() == 10 and m.keys_moved == 10
