@@ -138,6 +138,8 @@ def test_a_half_done_migration_is_reported_precisely(any_impl: Implementation) -
         all_there(c, written)
         assert [a for a in actions(c) if a.startswith("migrate-open")] == [
             "migrate-open",
+            "migrate-open-failed",  # the wrong way round
+            "migrate-open",
             "migrate-open-done",
         ]
         assert "migrate-finish-failed" in actions(c) and "migrate-finish-done" in actions(c)
