@@ -90,6 +90,9 @@ def test_scale_out_rebalance_and_back_in(any_impl: Implementation) -> None:
             assert c.initial_master_of(r) in c.initial_masters
         with pytest.raises(HarnessError, match="not formed as a replica"):
             c.initial_master_of(replica)
+        remove_node(c, replica)  # a replica: nothing to drain, forgotten by its master too
+        assert c.retired == [new, replica] and len(c.nodes) == 6
+        c.wait_ready()
         for op in (
             "add-master",
             "migrate-slots",
