@@ -38,6 +38,9 @@ class Cluster(Formation):
     nodes: list[Node]
     events: list[Event] = field(default_factory=list)
     bringup_ms: float = 0.0
+    #: after each operation of :mod:`harness.ops`, ask the server's own ``--cluster check``
+    #: too (where the implementation has its tool here)
+    cli_check: bool = True
     _clients: list[RedisCluster] = field(default_factory=list)
     faults: Faults = field(init=False)
     #: nodes removed from the cluster (:func:`harness.ops.remove_node`): no longer in

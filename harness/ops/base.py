@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from harness.clitool import second_opinion as cli_check
+from harness.ops.slots import MigrationError
+
 if TYPE_CHECKING:
     from harness.backends import Node
     from harness.cluster import Cluster
@@ -33,6 +36,8 @@ def recorded(cluster: Cluster, action: str, node: str, detail: str = "") -> Iter
     on the timeline as what it is."""
     step = Step(action, node)
     cluster.record(action, node, detail, ahead=True)
+    depth = getattr(cluster, _DEPTH, 0)
+    setattr(cluster, _DEPTH, depth + 1)
     try:
         yield step
     except BaseException as exc:
@@ -40,7 +45,34 @@ def recorded(cluster: Cluster, action: str, node: str, detail: str = "") -> Iter
         with suppress(Exception):  # the error itself is what matters
             cluster.record(f"{action}-failed", node, f"{type(exc).__name__}: {first}"[:200])
         raise
+    finally:
+        setattr(cluster, _DEPTH, depth)
     cluster.record(f"{action}-done", node, step.result)
+    if depth == 0 and action in WHOLE_AFTER and cluster.cli_check:
+        second_opinion(cluster, action)
+
+
+_DEPTH = "_ops_depth"  # operations inside operations: only the outermost is checked
+#: operations that leave the cluster whole (covered, agreed, nothing open) when they end
+WHOLE_AFTER = frozenset(
+    {"add-master", "add-replica", "migrate-slots", "migrate-finish", "rebalance", "remove-node"}
+)
+
+
+def second_opinion(cluster: Cluster, action: str) -> None:
+    """After an operation the harness saw complete, ``--cluster check`` by the
+    implementation's own tool (where one exists here: :mod:`harness.clitool`) must agree
+    that every slot is covered, the nodes agree and nothing is open; a disagreement is an
+    error naming both opinions. Nodes it cannot reach (a fault under way) are not one."""
+    verdict = cli_check(cluster)
+    if verdict is None:
+        return
+    wrong = verdict.covered is False or verdict.agree is False
+    if wrong or verdict.open_slots or verdict.multiple_owners:
+        raise MigrationError(
+            f"{action} completed as the harness sees it, but the server's own "
+            f"--cluster check says: {verdict.describe()}"
+        )
 
 
 def deadline_s(cluster: Cluster, timeout: float | None) -> float:
