@@ -40,9 +40,14 @@ class Cluster(Formation):
     bringup_ms: float = 0.0
     _clients: list[RedisCluster] = field(default_factory=list)
     faults: Faults = field(init=False)
+    formed: list[Node] = field(init=False)
+    #: nodes removed from the cluster (:func:`harness.ops.remove_node`): no longer in
+    #: ``nodes``, still the backend's to clean up, their logs still reported
+    retired: list[Node] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.faults = Faults(self)
+        self.formed = list(self.nodes)
 
     # -- lifecycle -----------------------------------------------------------------
     @classmethod
@@ -168,7 +173,7 @@ class Cluster(Formation):
         return [n.addr for n in self.nodes]
 
     def logs(self, max_bytes: int = 20000) -> dict[str, str]:
-        return {f"{n.name} {n.addr}": n.log_text(max_bytes) for n in self.nodes}
+        return {f"{n.name} {n.addr}": n.log_text(max_bytes) for n in [*self.nodes, *self.retired]}
 
     def describe(self) -> str:
         sec = ["tls"] if self.spec.tls else []

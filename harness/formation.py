@@ -16,6 +16,7 @@ import redis
 from harness.backends import Node
 from harness.checkers import healthy
 from harness.crc16 import key_for_slot
+from harness.errors import HarnessError
 from harness.observe import Observation
 from harness.spec import ClusterSpec, slot_ranges
 from harness.topology import NodeEntry
@@ -32,17 +33,24 @@ class Formation(Observation):
     cluster holds the state)."""
 
     spec: ClusterSpec
+    #: the nodes as started and formed, in order: the "initial" layout below stays what
+    #: it was when the cluster is scaled (:mod:`harness.ops` adds and removes nodes)
+    formed: list[Node]
 
     @property
     def initial_masters(self) -> list[Node]:
-        return self.nodes[: self.spec.masters]
+        """The masters as formed (a node removed since is still listed: it was one)."""
+        return self.formed[: self.spec.masters]
 
     @property
     def initial_replicas(self) -> list[Node]:
-        return self.nodes[self.spec.masters :]
+        return self.formed[self.spec.masters :]
 
     def initial_master_of(self, replica: Node) -> Node:
-        return self.nodes[(replica.index - self.spec.masters) % self.spec.masters]
+        if replica not in self.initial_replicas:
+            raise HarnessError(f"{replica.name} {replica.addr} was not formed as a replica")
+        at = self.formed.index(replica)
+        return self.formed[(at - self.spec.masters) % self.spec.masters]
 
     def form(self) -> None:
         for n in self.nodes:

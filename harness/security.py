@@ -41,7 +41,8 @@ AUTHS: tuple[Auth, ...] = ("none", "password", "acl")
 ACL_USER = "harness"
 REPLICATION_USER = "harness-replication"
 #: Every command the harness and its suites send, and nothing else: control traffic
-#: (CLUSTER *, INFO, CONFIG GET/SET, DEBUG LOG/SLEEP, PING, WAIT, DBSIZE), what redis-py's
+#: (CLUSTER *, INFO, CONFIG GET/SET, DEBUG LOG/SLEEP/DIGEST-VALUE, PING, WAIT, DBSIZE,
+#: MIGRATE and what it sends the target), what redis-py's
 #: cluster clients send on their own (COMMAND, READONLY, ASKING) and the workloads' and
 #: suites' data commands. A suite that needs another command adds it here.
 HARNESS_COMMANDS = (
@@ -58,6 +59,10 @@ HARNESS_COMMANDS = (
     "asking",
     "wait",
     "dbsize",
+    "exists",
+    "migrate",  # harness.ops moves slots; the source then runs on the target, as the
+    "restore-asking",  # same user (AUTH2): SELECT and RESTORE-ASKING
+    "select",
     "get",
     "set",
     "del",

@@ -45,7 +45,7 @@ def persist(folder: Path, clusters: Sequence[Cluster], since_ns: int = 0) -> Non
         if not c.backend.owns_cluster:  # someone else's servers keep their own logs
             continue
         (folder / LOGS).mkdir(exist_ok=True)
-        for n in c.nodes:
+        for n in [*c.nodes, *c.retired]:
             (folder / LOGS / f"cluster{ci}-{n.name}-{n.port}.log").write_text(n.log_text(LOG_BYTES))
 
 

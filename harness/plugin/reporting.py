@@ -65,7 +65,7 @@ def _attach_logs(report: pytest.TestReport, item: pytest.Item, clusters: list[Cl
     logdir = state.report_dir / "logs" / safe_name(plain_nodeid(item.nodeid))
     for ci, c in enumerate(clusters):
         # the logs of someone else's servers are where their operators keep them
-        for n in c.nodes if c.backend.owns_cluster else ():
+        for n in [*c.nodes, *c.retired] if c.backend.owns_cluster else ():
             # a short tail, so the end survives in truncated CI output; the whole log
             # is written next to the report
             text = n.log_text(3000)

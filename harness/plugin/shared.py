@@ -84,6 +84,12 @@ def changes(
     return out
 
 
+def members(cluster: Cluster) -> list[str]:
+    """The cluster's nodes by name: a test that added or removed one changed the cluster
+    even when the map it leaves looks as before."""
+    return [n.name for n in cluster.nodes]
+
+
 def _role(entry: tuple[str, object] | None) -> str:
     if entry is None:
         return "absent"
@@ -97,6 +103,7 @@ class _Entry:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.layout = layout(cluster.snapshot())
+        self.members = members(cluster)
         self.tests = 0
 
 
@@ -141,7 +148,9 @@ class ClusterPool:
         try:
             verdict = c.check(c.nodes)
             diff = changes(entry.layout, layout(c.snapshot(c.nodes)))
-            if not verdict.ok:
+            if members(c) != entry.members:  # scaled (harness.ops), even if back to its map
+                problem = f"its nodes changed: {' '.join(entry.members)} -> {' '.join(members(c))}"
+            elif not verdict.ok:
                 problem = str(verdict).splitlines()[0]
             elif diff:
                 problem = "; ".join(diff)
