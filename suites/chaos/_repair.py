@@ -27,7 +27,7 @@ import redis
 from harness import Cluster
 from harness.backends import Node
 from harness.crc16 import key_for_slot, key_slot
-from harness.ops import MigrationError, SlotMigration, SlotReport, inspect_slots
+from harness.ops import MigrationError, SlotMigration, inspect_slots
 from harness.topology import parse_info
 from harness.wait import wait_for
 
@@ -41,14 +41,15 @@ def fill_slot(cluster: Cluster, owner: Node, slot: int, count: int) -> list[str]
     tag = key_for_slot(slot, prefix="fill")
     keys = [f"{{{tag}}}:{i}" for i in range(count)]
     replicas = len(cluster.replicas_of(owner))
-    with cluster.node_client(owner, timeout=5.0) as c:
-        pipe = c.pipeline(transaction=False)
-        for k in keys:
-            pipe.execute_command("SADD", k, BEFORE)
-        pipe.execute()
-        if replicas:
-            acked = int(c.execute_command("WAIT", replicas, 5000))
-            assert acked == replicas, f"{acked} of {replicas} replicas acknowledged the fill"
+    for k in keys:
+        owner.call("SADD", k, BEFORE)
+    if replicas:
+        # WAIT counts the writes of its own connection: one connection for both
+        with cluster.node_client(owner, timeout=5.0) as c:
+            c.set(f"{{{tag}}}:mark", "1")
+            acked = int(str(c.execute_command("WAIT", replicas, 5000)))  # type: ignore[no-untyped-call]
+            c.delete(f"{{{tag}}}:mark")
+        assert acked == replicas, f"{acked} of {replicas} replicas acknowledged the fill"
     return keys
 
 

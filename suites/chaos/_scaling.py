@@ -25,7 +25,6 @@ from harness.checkers import Checker, Result
 from harness.checkers.base import check_all
 from harness.checkers.windows import WRITE_KINDS
 from harness.history import History, Op
-from harness.plugin import WorkloadFactory
 from harness.scenario import Outcome
 from harness.topology import parse_info
 from harness.workload import Workload
