@@ -31,14 +31,10 @@ from pathlib import Path
 import pytest
 
 from harness import Cluster
-from harness.backends import Node
 from harness.checkers import AvailabilityChecker, Checker, SetChecker
-from harness.errors import NotReadyError
 from harness.ops import (
     SlotMigration,
-    SlotReport,
     add_master,
-    inspect_slots,
     migrate_slots,
     rebalance,
     remove_node,
@@ -46,19 +42,27 @@ from harness.ops import (
 from harness.ops.migrate import MIGRATE_TIMEOUT_MS
 from harness.plugin import Metrics, WorkloadFactory
 from harness.testing import never, wait_for
-from harness.topology import parse_info
 from harness.workload import Workload
 
 from ._consistency import shard_of, watch_failover
+from ._midway import (
+    BATCH,
+    FILL,
+    OPEN_ON_REPLICA,
+    Interrupted,
+    open_only_on,
+    probe_slot,
+    unsettled,
+    wait_rejoined,
+    wait_state_ok,
+)
 from ._repair import (
     BEFORE,
-    DURING,
     fill_slot,
     keys_on,
     repair,
     unreadable,
     wait_caught_up,
-    write_during,
 )
 from ._scaling import (
     LeftoverChecker,
@@ -74,13 +78,6 @@ pytestmark = pytest.mark.destructive("moves slots, adds and removes masters, kil
 
 NT_FAST = 1000  # node timeout of the fault cases: failovers in about a second
 LOAD = {"kind": "set", "clients": 4, "rate": 600, "engine": "raw"}
-FILL = 40  # keys in the slot that a fault interrupts
-BATCH = 15  # so the fault finds some keys moved and some not
-#: the phrase of the known issue (fixtures/implementations.toml): keys moved before a
-#: failover mid-migration that a client cannot read until an operator repairs the slot
-UNREACHABLE = "unreachable after the failover mid-migration"
-#: the phrase of the known issue of a replica that keeps a finished migration open
-OPEN_ON_REPLICA = "stays open on the replica"
 
 
 def _strict(cluster: Cluster) -> list[Checker]:
@@ -117,7 +114,7 @@ def test_scale_out_to_four_masters_and_back_under_load(
     def plan(c: Cluster, wl: Workload) -> list[str]:
         tally.sample(c.live_nodes(), start=True)
         new = add_master(c)
-        _wait_state_ok(c, new)
+        wait_state_ok(c, new)
         moved_in = rebalance(c)
         masters = c.masters()
         assert len(masters) == 4 and new in masters, f"after rebalance: {masters}"
@@ -159,6 +156,7 @@ def test_migration_with_a_source_replica_killed_midway(
     keyed = sorted(s for s in mine if s in busy)
     slot = first_free_slot(mine, busy)
     fillers = fill_slot(cluster, source, slot, FILL)
+    left_open: list[str] = []
 
     def plan(c: Cluster, wl: Workload) -> list[str]:
         m = SlotMigration(c, slot, source, target, batch=BATCH)
@@ -175,19 +173,19 @@ def test_migration_with_a_source_replica_killed_midway(
             f"{replica.addr} back as a replica of {source.addr}",
         )
         notes = [f"moved slot {slot} ({FILL} keys) and {len(keyed)} workload slots ({moved} keys)"]
-        stale = _unsettled(c, [slot, *keyed], target)
-        if stale and all(_open_only_on(r, replica, target) for r in stale):
+        stale = unsettled(c, [slot, *keyed], target)
+        if stale and all(open_only_on(r, replica, target) for r in stale):
             left_open.extend(r.describe() for r in stale)
             notes.append(f"{replica.addr} kept the slot open: {left_open[0]}")
             # what clears it: the master's SETSLOT STABLE, replicated (replicas refuse SETSLOT)
             source.call("CLUSTER", "SETSLOT", slot, "STABLE", timeout=15.0)
-            stale = _unsettled(c, [slot, *keyed], target)
+            stale = unsettled(c, [slot, *keyed], target)
         assert not stale, "\n".join(r.describe() for r in stale)
         return notes
 
-    left_open: list[str] = []
     outcome, notes = run_under_load(cluster, wl, plan, _strict(cluster), artifacts)
     outcome.record(metrics)
+    metrics.record("left_open_on_replica", len(left_open))
     text = verdict(outcome, notes)
     assert outcome.valid == "valid", text
     assert keys_on(target, slot) == set(fillers)
@@ -195,149 +193,6 @@ def test_migration_with_a_source_replica_killed_midway(
     assert not left_open, (
         f"slot {slot} {OPEN_ON_REPLICA} that was down when it ended: {'; '.join(left_open)}\n{text}"
     )
-
-
-def _wait_state_ok(cluster: Cluster, node: Node) -> None:
-    """Until ``node`` says ``cluster_state:ok``: a master that has just started keeps it
-    ``fail`` for its first 2 s (the servers' writable delay) and answers ``CLUSTERDOWN``
-    meanwhile, to a ``MIGRATE``'s ``RESTORE-ASKING`` too."""
-    wait_for(
-        lambda: (
-            (state := parse_info(str(node.call("CLUSTER", "INFO"))).get("cluster_state")) == "ok",
-            state,
-        ),
-        cluster.recovery_s(),
-        f"{node.addr} cluster_state:ok",
-    )
-
-
-def _open_only_on(report: SlotReport, node: Node, owner: Node) -> bool:
-    """Is ``report``'s slot settled on ``owner`` but for an open marker of ``node``?"""
-    marked = set(report.migrating) | set(report.importing)
-    return marked == {node.node_id} and report.agreed_owner == owner.node_id and not report.hidden
-
-
-def _unsettled(cluster: Cluster, slots: list[int], owner: Node) -> list[SlotReport]:
-    """The reports of ``slots`` not settled on ``owner`` on every live node (replicas
-    too: named owner, nothing open, no key hidden) once the cluster's recovery bound
-    has passed without their settling; empty as soon as all are."""
-    last: list[SlotReport] = []
-
-    def settled() -> tuple[bool, str]:
-        last[:] = [r for r in inspect_slots(cluster, slots) if not r.settled(owner.node_id or "")]
-        return not last, "\n  ".join(r.describe() for r in last)
-
-    try:
-        wait_for(settled, cluster.recovery_s(), f"slots settled on {owner.addr} on every node")
-    except NotReadyError:
-        return last
-    return []
-
-
-class Interrupted:
-    """A migration of a filled slot that a fault interrupts: what had moved when it
-    struck, and what the cluster looked like after it (for the verdict)."""
-
-    def __init__(self, cluster: Cluster, source: Node, target: Node, busy: frozenset[int]) -> None:
-        self.slot = first_free_slot(owned_slots(cluster, source), busy)
-        self.keys = fill_slot(cluster, source, self.slot, FILL)
-        self.migration = SlotMigration(cluster, self.slot, source, target, batch=BATCH)
-        self.source = source
-        self.target = target
-        self.moved: set[str] = set()
-        self.left: set[str] = set()
-        self.problems: list[str] = []
-        self.unreachable: list[str] = []
-
-    def start(self, cluster: Cluster, batches: int = 2) -> None:
-        """Open, move ``batches`` batches, write every key once more through the
-        redirections (moved keys on the target, after ``ASK``)."""
-        self.migration.open()
-        for _ in range(batches):
-            self.migration.move_batch()
-        self.moved = keys_on(self.target, self.slot)
-        self.left = keys_on(self.source, self.slot)
-        assert self.moved and self.left, f"moved {len(self.moved)}, left {len(self.left)}"
-        write_during(cluster, self.keys)
-
-    def expected(self) -> dict[str, frozenset[str]]:
-        return {k: frozenset({BEFORE, DURING}) for k in self.keys}
-
-    def judge_after_failover(
-        self, cluster: Cluster, source_side: Node, target_side: Node
-    ) -> list[str]:
-        """The specification's contract once a replica took over: moved keys on the
-        target side, the others on the source side; then whether a client reads them."""
-        report = inspect_slots(cluster, self.slot)[0]
-        notes = [f"after the failover: {report.describe()}"]
-        on_target = keys_on(target_side, self.slot)
-        on_source = keys_on(source_side, self.slot)
-        if on_target != self.moved:
-            self.problems.append(
-                f"slot {self.slot}: {len(self.moved)} keys had moved, {target_side.addr} "
-                f"holds {len(on_target)}; missing {sorted(self.moved - on_target)[:5]}"
-            )
-        if on_source != self.left:
-            self.problems.append(
-                f"slot {self.slot}: {len(self.left)} keys had not moved, {source_side.addr} "
-                f"holds {len(on_source)}; missing {sorted(self.left - on_source)[:5]}"
-            )
-        down = [
-            n.addr
-            for n in cluster.live_nodes()
-            if parse_info(str(n.call("CLUSTER", "INFO"))).get("cluster_state") != "ok"
-        ]
-        if down:
-            notes.append(f"cluster_state not ok on {', '.join(down)}")
-        bad = unreadable(cluster, self.expected())
-        if bad:
-            moved_bad = sum(1 for r in bad if r.key in self.moved)
-            self.unreachable.append(
-                f"slot {self.slot}: {len(bad)} keys ({moved_bad} of the {len(self.moved)} "
-                f"moved) {UNREACHABLE}, e.g. {bad[0].key!r}: {bad[0].route}; "
-                f"{report.describe()}"
-                + (f"; cluster_state fail on {', '.join(down)}" if down else "")
-            )
-        return notes
-
-    def judge_repaired(self, cluster: Cluster) -> list[str]:
-        report = inspect_slots(cluster, self.slot)[0]
-        if report.is_open or report.hidden or report.agreed_owner is None:
-            self.problems.append(f"after the repair: {report.describe()}")
-        bad = unreadable(cluster, self.expected())
-        if bad:
-            self.problems.append(
-                f"after the repair {len(bad)} keys lack acknowledged values, e.g. "
-                f"{bad[0].key!r}: {bad[0].members} via {bad[0].route}"
-            )
-        return [f"after the repair: {report.describe()}"]
-
-    def assert_held(self, outcome_text: str) -> None:
-        """Every problem fails the test; a slot left unreachable alone is the phrase of
-        the known issue, reported as such."""
-        assert not self.problems, "\n".join([*self.problems, *self.unreachable, outcome_text])
-        assert not self.unreachable, "\n".join([*self.unreachable, outcome_text])
-
-
-def _wait_rejoined(cluster: Cluster, node: Node, takers: tuple[Node, ...]) -> None:
-    """Until ``node``, restarted, is a synced replica of one of ``takers``: a master whose
-    last slot was taken becomes a replica of the node that took it (specification, "How
-    nodes rejoin the cluster"), the promoted replica or the migration's other side,
-    whichever claim reached it last."""
-
-    def rejoined() -> tuple[bool, str]:
-        seen = [cluster.probe_replica_of(node, t) for t in takers]
-        return any(ok for ok, _ in seen), seen[0][1]
-
-    wait_for(
-        rejoined,
-        cluster.recovery_s(),
-        f"{node.addr} back as a replica of {' or '.join(t.addr for t in takers)}",
-    )
-
-
-def _probe_slot(cluster: Cluster, master: Node, avoid: set[int]) -> int:
-    return first_free_slot(owned_slots(cluster, master), frozenset(avoid))
 
 
 @pytest.mark.cluster(masters=3, replicas=1, node_timeout_ms=NT_FAST)
@@ -357,7 +212,7 @@ def test_source_master_killed_mid_migration(
     wl = workload(cluster, **LOAD)
     busy = workload_slots(wl)
     mid = Interrupted(cluster, source, target, busy)
-    probe = _probe_slot(cluster, source, {*busy, mid.slot})
+    probe = probe_slot(cluster, source, {*busy, mid.slot})
 
     def plan(c: Cluster, wl: Workload) -> list[str]:
         mid.start(c)
@@ -368,7 +223,7 @@ def test_source_master_killed_mid_migration(
         notes += repair(c, mid.slot, batch=BATCH)
         notes += mid.judge_repaired(c)
         c.faults.start(source)
-        _wait_rejoined(c, source, (heir, target))
+        wait_rejoined(c, source, (heir, target))
         return notes
 
     outcome, notes = run_under_load(cluster, wl, plan, _faulted(cluster), artifacts)
@@ -396,7 +251,7 @@ def test_target_master_killed_mid_migration(
     wl = workload(cluster, **LOAD)
     busy = workload_slots(wl)
     mid = Interrupted(cluster, source, target, busy)
-    probe = _probe_slot(cluster, target, {*busy})
+    probe = probe_slot(cluster, target, {*busy})
 
     def plan(c: Cluster, wl: Workload) -> list[str]:
         mid.start(c)
@@ -407,7 +262,7 @@ def test_target_master_killed_mid_migration(
         notes += repair(c, mid.slot, batch=BATCH)
         notes += mid.judge_repaired(c)
         c.faults.start(target)
-        _wait_rejoined(c, target, (heir, source))
+        wait_rejoined(c, target, (heir, source))
         return notes
 
     outcome, notes = run_under_load(cluster, wl, plan, _faulted(cluster), artifacts)
