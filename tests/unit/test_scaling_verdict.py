@@ -8,7 +8,7 @@ from pathlib import Path
 from harness.history import History, Op
 from harness.impl import load_profiles
 from suites.chaos._scaling import LeftoverChecker, RedirectTally, leftovers
-from suites.chaos._midway import OPEN_ON_REPLICA, UNREACHABLE
+from suites.chaos._midway import OPEN_ON_REPLICA, TAKEN_BACK, UNREACHABLE
 
 
 def _op(i: int, outcome: str = "ok", error: str | None = None, kind: str = "add") -> Op:
@@ -19,7 +19,7 @@ def test_nothing_left_is_valid_and_says_so() -> None:
     h = History([_op(i) for i in range(5)])
     r = LeftoverChecker().check(h)
     assert r.valid == "valid"
-    assert r.figures == {"left_failed": 0, "left_unknown": 0}
+    assert r.figures == {"left_failed": 0, "left_unknown": 0, "left_redirects": 0}
     assert "no operation left" in r.message
 
 
@@ -35,18 +35,25 @@ def test_left_overs_group_by_error_without_numbers() -> None:
         ]
     )
     r = leftovers(h)
-    assert (r.total, r.failed, r.unknown) == (4, 3, 1)
+    assert (r.total, r.failed, r.unknown, r.redirects) == (4, 3, 1, 0)
     assert r.by_error["NotSent: Error connecting to N.N.N.N:N: refused"] == 2
     assert [o.id for o in r.examples] == [2, 3, 4, 5]
     text = r.describe()
     assert "4 operations left" in text and "2 x NotSent" in text
 
 
-def test_strict_fails_on_any_left_over_and_lenient_measures() -> None:
-    h = History([_op(1, "info", "ConnectionError: connection to 127.0.0.1:7000 lost")])
-    assert LeftoverChecker(strict=True).check(h).valid == "invalid"
-    lenient = LeftoverChecker(strict=False).check(h)
+def test_strict_fails_on_unknown_outcomes_and_unfollowed_redirections_only() -> None:
+    unknown = History([_op(1, "info", "ConnectionError: connection to 127.0.0.1:7000 lost")])
+    assert LeftoverChecker(strict=True).check(unknown).valid == "invalid"
+    lenient = LeftoverChecker(strict=False).check(unknown)
     assert lenient.valid == "valid" and lenient.figures["left_unknown"] == 1
+    for err in ("ResponseError: ASK 3 127.0.0.1:7001", "ClusterError: TTL exhausted."):
+        r = LeftoverChecker(strict=True).check(History([_op(1, "fail", err)]))
+        assert r.valid == "invalid" and r.figures["left_redirects"] == 1, err
+    down = History([_op(1, "fail", "ResponseError: CLUSTERDOWN The cluster is down")])
+    r = LeftoverChecker(strict=True).check(down)
+    assert r.valid == "valid" and r.figures["left_failed"] == 1
+    assert "1 x ResponseError: CLUSTERDOWN The cluster is down" in r.message
 
 
 def test_redirect_tally_sums_deltas_per_node() -> None:
@@ -68,4 +75,7 @@ def test_the_known_migration_issues_match_the_suites_phrases() -> None:
     ref = profiles["valkey-8.0"].known_issue(f"slot 0 {OPEN_ON_REPLICA} that was down")
     assert ref is not None and ref.startswith("valkey-io/valkey#998")
     assert profiles["valkey-8.0"].known_issue(f"slot 0: 30 keys {UNREACHABLE}") is None
+    ref = profiles["valkey-8.0"].known_issue(f"127.0.0.1:7001, restarted, {TAKEN_BACK} 127.0.0.1:7004")
+    assert ref is not None and "valkey-io/valkey#974" in ref
+    assert profiles["redis-7.0"].known_issue(TAKEN_BACK) is None
     assert profiles["redis-7.0"].known_issue("AssertionError: lost writes") is None
