@@ -158,6 +158,8 @@ class Interrupted:
         that took its slots (specification, "How nodes rejoin the cluster": of the one
         that took its last slot, ``heir`` or ``other``). If instead ``heir`` becomes *its*
         replica, ``node`` took its shard back: recorded, with what each holds."""
+        held = cluster.view(heir, with_shards=False).myself
+        epoch = held.config_epoch if held is not None else "?"
         cluster.faults.start(node)
 
         def rejoined() -> tuple[bool, str]:
@@ -171,13 +173,13 @@ class Interrupted:
             wait_for(rejoined, cluster.recovery_s(), f"{node.addr} back as a replica")
         except Hopeless:
             self.taken_slots = frozenset(owned_slots(cluster, node))
-            mine, theirs = (cluster.view(n, with_shards=False).myself for n in (node, heir))
+            mine = cluster.view(node, with_shards=False).myself
             self.taken_back.append(
                 f"{node.addr}, restarted, {TAKEN_BACK} {heir.addr}: it owns "
                 f"{len(self.taken_slots)} slots at config epoch "
-                f"{mine.config_epoch if mine else '?'} (the replica had "
-                f"{theirs.config_epoch if theirs else '?'}), and {heir.addr} resynced from it: "
-                f"{node.call('DBSIZE')} keys on it, {heir.call('DBSIZE')} on {heir.addr}"
+                f"{mine.config_epoch if mine else '?'} (the promoted replica had {epoch}), and "
+                f"{heir.addr} resynced from it: {node.call('DBSIZE')} keys on it, "
+                f"{heir.call('DBSIZE')} on {heir.addr}"
             )
             return self.taken_back[-1:]
         return []
