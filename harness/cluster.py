@@ -40,14 +40,12 @@ class Cluster(Formation):
     bringup_ms: float = 0.0
     _clients: list[RedisCluster] = field(default_factory=list)
     faults: Faults = field(init=False)
-    formed: list[Node] = field(init=False)
     #: nodes removed from the cluster (:func:`harness.ops.remove_node`): no longer in
     #: ``nodes``, still the backend's to clean up, their logs still reported
     retired: list[Node] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.faults = Faults(self)
-        self.formed = list(self.nodes)
 
     # -- lifecycle -----------------------------------------------------------------
     @classmethod

@@ -1,14 +1,18 @@
 """Forming a cluster and waiting until it is ready: what "ready" means is here.
 
 Formation uses the cluster commands directly (ADDSLOTS[RANGE], SET-CONFIG-EPOCH, MEET,
-REPLICATE) instead of ``redis-cli --cluster create``: it is faster, works for any
-implementation that speaks the protocol, and every step can report what it saw.
+REPLICATE) by default: it is faster, works for any implementation that speaks the
+protocol, and every step can report what it saw. ``formation="redis-cli"`` has the
+server's own tool do it instead (``--cluster create``, :mod:`harness.clitool`), which
+picks masters and replicas by its own rules; either way the roles the cluster was given
+are read once formed (:class:`Roles`), never assumed from node order.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import redis
@@ -28,33 +32,59 @@ def _ready_key(slot: int) -> str:
     return key_for_slot(slot, prefix="harness:ready:")
 
 
+@dataclass(frozen=True)
+class Roles:
+    """Who was made master at formation (by their first slot, so ``masters[0]`` owns
+    slot 0), and whom each replica was made to follow. Nodes added later are in neither."""
+
+    masters: tuple[Node, ...]
+    master_of: Mapping[Node, Node]
+
+    @property
+    def replicas(self) -> list[Node]:
+        """By their master's rank, then node order."""
+        rank = {m: i for i, m in enumerate(self.masters)}
+        return sorted(self.master_of, key=lambda r: (rank[self.master_of[r]], r.index))
+
+
 class Formation(Observation):
     """Formation and readiness of :class:`~harness.cluster.Cluster` (a mixin: the
     cluster holds the state)."""
 
     spec: ClusterSpec
-    #: the nodes as started and formed, in order: the "initial" layout below stays what
-    #: it was when the cluster is scaled (:mod:`harness.ops` adds and removes nodes)
-    formed: list[Node]
+    roles: Roles | None = None  # set by form()
+
+    def _planned(self) -> Roles:
+        """The roles :meth:`form` gives with the cluster commands: the first nodes are
+        the masters, in slot order; replica ``i`` follows master ``i mod masters``."""
+        masters = tuple(self.nodes[: self.spec.masters])
+        replicas = self.nodes[self.spec.masters : self.spec.size]
+        return Roles(masters, {r: masters[i % len(masters)] for i, r in enumerate(replicas)})
 
     @property
     def initial_masters(self) -> list[Node]:
-        """The masters as formed (a node removed since is still listed: it was one)."""
-        return self.formed[: self.spec.masters]
+        return list((self.roles or self._planned()).masters)
 
     @property
     def initial_replicas(self) -> list[Node]:
-        return self.formed[self.spec.masters :]
+        return (self.roles or self._planned()).replicas
 
     def initial_master_of(self, replica: Node) -> Node:
-        if replica not in self.initial_replicas:
-            raise HarnessError(f"{replica.name} {replica.addr} was not formed as a replica")
-        at = self.formed.index(replica)
-        return self.formed[(at - self.spec.masters) % self.spec.masters]
+        roles = self.roles or self._planned()
+        if replica not in roles.master_of:
+            raise HarnessError(f"{replica.name} {replica.addr} was no replica at formation")
+        return roles.master_of[replica]
 
     def form(self) -> None:
         for n in self.nodes:
             n.node_id = str(n.call("CLUSTER", "MYID"))
+        if self.spec.formation == "redis-cli":
+            from harness.clitool import ClusterCli
+
+            ClusterCli(self).create()  # type: ignore[arg-type]
+            self.roles = self._formed_roles()
+            return
+        self.roles = self._planned()
         for m, (lo, hi) in zip(self.initial_masters, slot_ranges(self.spec.masters), strict=True):
             if self.impl.has("addslotsrange"):
                 m.call("CLUSTER", "ADDSLOTSRANGE", lo, hi)
@@ -69,13 +99,28 @@ class Formation(Observation):
         for i, a in enumerate(self.nodes):
             for b in self.nodes[i + 1 :]:
                 a.call("CLUSTER", "MEET", b.public_host, b.public_port)
-        for r in self.initial_replicas:
-            master = self.initial_master_of(r)
+        for r, master in self.roles.master_of.items():
             wait_for(
                 partial(self._try_replicate, r, master),
                 15,
                 f"{r.name} {r.addr} replicating {master.name} {master.addr}",
             )
+
+    def _formed_roles(self) -> Roles:
+        """The roles as each node says of itself (its ``myself`` line): the tool chose."""
+        masters: list[tuple[int, Node]] = []
+        follows: dict[Node, str] = {}
+        for n in self.nodes:
+            me = self.view(n, with_shards=False).myself
+            if me is not None and me.is_master and me.slots:
+                masters.append((me.slots[0][0], n))
+            elif me is not None and me.is_replica and me.master_id:
+                follows[n] = me.master_id
+            else:
+                flags = sorted(me.flags) if me else "no myself line"
+                raise HarnessError(f"{n.name} {n.addr} is neither master nor replica: {flags}")
+        ranked = tuple(n for _, n in sorted(masters, key=lambda p: p[0]))
+        return Roles(ranked, {r: self.node_by_id(mid) for r, mid in follows.items()})
 
     @staticmethod
     def _try_replicate(replica: Node, master: Node) -> tuple[bool, str]:

@@ -34,9 +34,10 @@ from harness.option import Kind, Layer, Option, OptionError
 from harness.security import ACL_USER, AUTHS, PASSWORD_CHARS, PASSWORD_HINT
 from harness.workload import ENGINES
 
-__all__ = ["OPTION", "OPTIONS", "SUITES", "Kind", "Layer", "Option", "OptionError"]
+__all__ = ["FORMATIONS", "OPTION", "OPTIONS", "SUITES", "Kind", "Layer", "Option", "OptionError"]
 __all__ += ["check_fields", "for_layer", "from_text"]
 
+FORMATIONS = ("commands", "redis-cli")
 SUITES = {"conformance": ("conformance",), "chaos": ("chaos",), "all": ("conformance", "chaos")}
 
 _EVERYWHERE: frozenset[Layer] = frozenset({"run", "up", "pytest"})
@@ -173,6 +174,17 @@ OPTIONS: tuple[Option, ...] = (
         flag_name="--server-arg",
         metavar="'NAME VALUE'",
         repeat=True,
+    ),
+    Option(
+        "formation",
+        "text",
+        "how the nodes become a cluster: commands (the harness sends ADDSLOTS, MEET, "
+        "REPLICATE itself), or redis-cli (the server's own tool: `--cluster create "
+        "--cluster-replicas R --cluster-yes`, which picks masters and replicas by its own "
+        "anti-affinity rules)",
+        _layers("up", "marker"),
+        default="commands",
+        choices=FORMATIONS,
     ),
     Option(
         "ready_timeout_s",

@@ -39,6 +39,7 @@ FIELDS = {
     "binaries": False,
     "capabilities": False,
     "known_issues": False,
+    "cli": False,
 }
 ISSUE_FIELDS = {"ref": True, "text": True, "log": False}
 
@@ -56,6 +57,10 @@ class Profile:
     capabilities: frozenset[str]
     #: known server bugs: (reference, text in the failure, text in a node log or "")
     known_issues: tuple[tuple[str, str, str], ...] = ()
+    #: the cluster tool (``redis-cli``, an absolute path, or ``pkg:relpath`` inside a Python
+    #: package) when it is not the server's name with ``-cli`` for ``-server``
+    #: (:mod:`harness.clitool`)
+    cli: str = ""
     #: where a user's profile came from (``--profiles my.toml``); "" when shipped
     source: str = field(default="", compare=False)
 
@@ -185,6 +190,12 @@ def _profile(name: str, table: Any, label: str, mistakes: list[str]) -> Profile 
             f"{label}: unknown capability {', '.join(map(repr, unknown))} "
             f"(known: {', '.join(sorted(KNOWN_CAPABILITIES))})"
         )
+    cli = table.get("cli", "")
+    if "cli" in table and not (isinstance(cli, str) and _CLI_NAME.fullmatch(cli)):
+        mistakes.append(
+            f'{label}: cli {cli!r}: give the cluster tool\'s file name, e.g. cli = "redis-cli" '
+            '(or "package:relpath" for one inside a Python package)'
+        )
     issues = table.get("known_issues", [])
     if not (isinstance(issues, list) and all(isinstance(i, dict) for i in issues)):
         mistakes.append(f'{label}: known_issues: give a list of {{ ref = "...", text = "..." }}')
@@ -200,6 +211,7 @@ def _profile(name: str, table: Any, label: str, mistakes: list[str]) -> Profile 
         binaries=tuple(binaries),
         capabilities=frozenset(capabilities),
         known_issues=tuple((k["ref"], k["text"], k.get("log", "")) for k in issues),
+        cli=str(cli),
     )
 
 
@@ -230,4 +242,5 @@ def _strings(table: dict[str, Any], key: str, label: str, mistakes: list[str]) -
     return []
 
 
+_CLI_NAME = re.compile(r"(?:[A-Za-z_][\w.]*:)?/?[\w.+-]+(?:/[\w.+-]+)*")
 _EXAMPLE = {"binaries": "redis-server", "capabilities": "cluster_shards"}

@@ -185,14 +185,16 @@ def snapshot() -> Update:
 
 
 def step_text(action: str, node: str, detail: str = "", *, ahead: bool = False) -> str:
-    """A timeline step as a phase: a fault being injected, a heal, or a mark."""
+    """A timeline step as a phase: a fault being injected, an operation, a heal, or a mark."""
     what = f"{action} {node} {detail}".rstrip()
     if action == "ready":
         return f"cluster ready ({detail})" if detail else "cluster ready"
     if action in ("fail-flag", "promoted"):
         return f"failover: {what}"
-    if ahead or kinds.get(action) is not None:
+    if kinds.get(action) is not None:
         return f"fault injected: {what}"
+    if ahead:  # a cluster operation about to run (harness.ops, the CLI tool)
+        return f"operation: {what}"
     if action in kinds.heal_actions():
         return f"healing: {what}"
     return what

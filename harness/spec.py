@@ -7,12 +7,16 @@ The fields, their defaults and their checks come from the option table
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Literal
 
 from harness.backends import NodeConfig
 from harness.backends.base import Persistence
 from harness.crc16 import SLOTS
+from harness.errors import UsageError
 from harness.options import MARKER_FIELDS, OPTION, check_fields
 from harness.security import Auth, SecuritySpec
+
+Formation = Literal["commands", "redis-cli"]
 
 
 @dataclass(frozen=True)
@@ -35,9 +39,16 @@ class ClusterSpec:
     password: str | None = field(default=OPTION["password"].default, repr=False)
     #: TLS on client connections, replication and the cluster bus
     tls: bool = OPTION["tls"].default
+    #: "commands" (the harness forms it) or "redis-cli" (the server's own tool does)
+    formation: Formation = OPTION["formation"].default
 
     def __post_init__(self) -> None:
         check_fields({f.name: getattr(self, f.name) for f in fields(self)})
+        if self.formation == "redis-cli" and self.masters < 3:  # the tool's own rule
+            raise UsageError(
+                f"formation='redis-cli': redis-cli --cluster create needs at least 3 masters, "
+                f"got masters={self.masters}"
+            )
         if self.password is not None and self.auth == "none":  # a password alone
             object.__setattr__(self, "auth", "password")
 

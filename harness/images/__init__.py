@@ -17,14 +17,15 @@ picks the image a run uses.
 from __future__ import annotations
 
 from harness.images.binary import (
-    BIN_DIR,
     PackagedBinary,
     build_from_binary,
     image_for_binary,
     inspect_binary,
 )
 from harness.images.docker import (
+    BIN_DIR,
     CHECK_LABEL,
+    CLI_LABEL,
     DATA_DIR,
     EXECUTABLE_LABEL,
     LABEL_PREFIX,
@@ -43,6 +44,7 @@ from harness.images.trixie import TRIXIE_PACKAGES, TRIXIE_TAG, build_trixie_imag
 __all__ = [
     "BIN_DIR",
     "CHECK_LABEL",
+    "CLI_LABEL",
     "DATA_DIR",
     "EXECUTABLE_LABEL",
     "LABEL_PREFIX",

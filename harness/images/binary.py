@@ -2,7 +2,10 @@
 dynamic loader in an otherwise empty root filesystem, ``docker import``ed.
 
 The image runs exactly the binary the local backend would run, so results of the two
-backends compare like for like. Images carry ``org.redis-cluster-harness.*`` labels (the
+backends compare like for like. The server's own cluster tool goes in beside it when the
+host has one of the same version (``redis-cli`` from the same package, see
+:mod:`harness.clitool.locate`), with its libraries, so the tool runs where the nodes
+are. Images carry ``org.redis-cluster-harness.*`` labels (the
 sha256 over the binary and its libraries, the executable's name, its ``--version``), so an
 unchanged binary reuses its image (:func:`image_for_binary`).
 """
@@ -26,6 +29,8 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.images.docker import (
+    BIN_DIR,
+    CLI_LABEL,
     DATA_DIR,
     EXECUTABLE_LABEL,
     REPOSITORY_PREFIX,
@@ -39,11 +44,10 @@ from harness.images.docker import (
     import_checked,
 )
 from harness.images.workdir import workdir
-from harness.impl import run_version
+from harness.impl import parse_version, run_version
 
 log = logging.getLogger(__name__)
 
-BIN_DIR = "/usr/local/bin"
 SERVICE_UID = 999  # the ``redis`` user in the image; the server itself runs as root
 
 
@@ -55,8 +59,10 @@ class PackagedBinary:
     source: Path  # the resolved file whose content is packaged
     libs: tuple[tuple[str, Path], ...]  # (path in the image, file on the host), loader incl.
     interpreter: str | None  # the dynamic loader; None when statically linked
-    sha256: str  # over the binary and its libraries: the image's identity
+    sha256: str  # over the binary, its tool and their libraries: the image's identity
     version: str  # first line of ``--version``
+    #: the cluster tool packed beside the server: (name, file on the host, its --version)
+    cli: tuple[str, Path, str] | None = None
 
     @property
     def default_tag(self) -> str:
@@ -64,15 +70,15 @@ class PackagedBinary:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {
-            SHA_LABEL: self.sha256,
-            VERSION_LABEL: self.version,
-            EXECUTABLE_LABEL: self.name,
-        }
+        labels = {SHA_LABEL: self.sha256, VERSION_LABEL: self.version, EXECUTABLE_LABEL: self.name}
+        if self.cli is not None:
+            labels[CLI_LABEL] = self.cli[2]
+        return labels
 
 
-def inspect_binary(binary: str) -> PackagedBinary:
-    """Check that ``binary`` can be packaged and work out what the image holds.
+def inspect_binary(binary: str, cli: str = "") -> PackagedBinary:
+    """Check that ``binary`` can be packaged and work out what the image holds (with the
+    server's cluster tool: ``cli`` as a profile names it, else found beside the server).
 
     Raises one-line :class:`HarnessError`\\ s for a missing file, a wrapper script or other
     non-ELF file, and libraries the loader cannot find, before Docker is involved.
@@ -82,15 +88,43 @@ def inspect_binary(binary: str) -> PackagedBinary:
     _check_executable(binary, source)
     interpreter, libs = _shared_libraries(binary, source)
     version = _host_version(binary, given)
+    tool = _cluster_tool(given, version, cli)
     digest = hashlib.sha256()
     _hash_file(digest, source)
+    if tool is not None:
+        _, tool_libs = _shared_libraries(str(tool[1]), tool[1])
+        libs = sorted(dict([*libs, *tool_libs]).items())
+        digest.update(b"cli\0" + tool[0].encode() + b"\0")
+        _hash_file(digest, tool[1])
     for target, host in sorted(libs):
         digest.update(target.encode() + b"\0")
         _hash_file(digest, host)
-    return PackagedBinary(given.name, source, tuple(libs), interpreter, digest.hexdigest(), version)
+    return PackagedBinary(
+        given.name, source, tuple(libs), interpreter, digest.hexdigest(), version, tool
+    )
 
 
-def build_from_binary(binary: str, tag: str | None = None) -> str:
+_SERVER_VERSION = re.compile(r"^([A-Za-z][\w-]*) server v=(\d+\.\d+(?:\.\d+)?)")
+
+
+def _cluster_tool(given: Path, version: str, spec: str) -> tuple[str, Path, str] | None:
+    """(name in the image, host file, --version) of the server's cluster tool, if the host
+    has one of the server's version; None otherwise (the image then has no tool)."""
+    from harness.clitool.locate import find_host_tool, tool_names
+
+    m = _SERVER_VERSION.match(version)
+    if m is None:
+        return None
+    names = tool_names(str(given), m.group(1).lower())
+    if spec:
+        names.insert(0, spec.rpartition(":")[2].rpartition("/")[2])
+    found, _ = find_host_tool(str(given), names, parse_version(m.group(2)), spec)
+    if found is None:
+        return None
+    return Path(found.path).name, Path(found.path).resolve(), found.version_text
+
+
+def build_from_binary(binary: str, tag: str | None = None, cli: str = "") -> str:
     """Build an image that runs ``binary`` (e.g. ``/usr/bin/redis-server``) and return its
     tag, by default ``redis-cluster-harness/<name>:<sha12>``.
 
@@ -98,7 +132,7 @@ def build_from_binary(binary: str, tag: str | None = None) -> str:
     the name a symlink resolves to: Debian's ``redis-server`` is a link to
     ``redis-check-rdb``, and the program picks its mode from ``argv[0]``.
     """
-    pkg = inspect_binary(binary)
+    pkg = inspect_binary(binary, cli)
     wanted = tag or pkg.default_tag
     with contextlib.closing(docker_client()) as client, build_lock(f"binary:{pkg.sha256}"):
         found = find_image(client, {SHA_LABEL: pkg.sha256, EXECUTABLE_LABEL: pkg.name}, wanted)
@@ -107,10 +141,11 @@ def build_from_binary(binary: str, tag: str | None = None) -> str:
         return _build_binary_image(client, pkg, wanted)
 
 
-def image_for_binary(binary: str) -> str:
-    """The image for ``binary``: an existing one while the binary and its libraries are
-    unchanged (same sha256 label and executable name), otherwise a new build."""
-    pkg = inspect_binary(binary)
+def image_for_binary(binary: str, cli: str = "") -> str:
+    """The image for ``binary``: an existing one while the binary, its tool and their
+    libraries are unchanged (same sha256 label and executable name), otherwise a new
+    build."""
+    pkg = inspect_binary(binary, cli)
     with contextlib.closing(docker_client()) as client, build_lock(f"binary:{pkg.sha256}"):
         found = find_image(
             client, {SHA_LABEL: pkg.sha256, EXECUTABLE_LABEL: pkg.name}, pkg.default_tag
@@ -251,6 +286,7 @@ def _binary_rootfs(pkg: PackagedBinary, tar_path: Path) -> None:
     """Write the image's root filesystem: the binary, its libraries, users, /tmp, /data."""
     files: dict[str, tuple[Path | bytes, int]] = {
         f"{BIN_DIR}/{pkg.name}": (pkg.source, 0o755),
+        **({f"{BIN_DIR}/{pkg.cli[0]}": (pkg.cli[1], 0o755)} if pkg.cli else {}),
         "/etc/passwd": (
             b"root:x:0:0:root:/root:/sbin/nologin\n"
             b"redis:x:999:999:redis:/data:/sbin/nologin\n"
@@ -304,6 +340,9 @@ def _build_binary_image(client: Any, pkg: PackagedBinary, tag: str) -> str:
     with workdir() as tmp:
         tar_path = tmp / "rootfs.tar"
         _binary_rootfs(pkg, tar_path)
-        import_checked(client, tar_path, tag, changes, pkg.labels, {None: pkg.version})
+        checks: dict[str | None, str] = {None: pkg.version}
+        if pkg.cli is not None:  # the tool must run in the image too
+            checks[f"{BIN_DIR}/{pkg.cli[0]}"] = pkg.cli[2]
+        import_checked(client, tar_path, tag, changes, pkg.labels, checks)
     log.info("built %s from %s in %.1fs", tag, pkg.source, time.monotonic() - started)
     return tag

@@ -27,12 +27,14 @@ LABEL_PREFIX = "org.redis-cluster-harness"
 SHA_LABEL = f"{LABEL_PREFIX}.binary-sha256"
 VERSION_LABEL = f"{LABEL_PREFIX}.version"
 EXECUTABLE_LABEL = f"{LABEL_PREFIX}.executable"
+CLI_LABEL = f"{LABEL_PREFIX}.cli"  # the cluster tool's --version, when the image has one
 PACKAGES_LABEL = f"{LABEL_PREFIX}.packages"
 SUITE_LABEL = f"{LABEL_PREFIX}.debian-suite"
 CHECK_LABEL = f"{LABEL_PREFIX}.image-check"  # on the containers that verify a new image
 
 REPOSITORY_PREFIX = "redis-cluster-harness"
 DATA_DIR = "/data"
+BIN_DIR = "/usr/local/bin"  # where an image built from a binary has it (and its tool)
 
 CONNECT_TIMEOUT = 5.0  # to decide that Docker is not there
 API_TIMEOUT = 300.0  # for every later call (imports of large root filesystems)

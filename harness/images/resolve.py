@@ -10,8 +10,8 @@ from typing import Any
 import docker.errors
 
 from harness.errors import HarnessError, UsageError
-from harness.images.binary import BIN_DIR, image_for_binary, inspect_binary
-from harness.images.docker import DOCKER_ERRORS, docker_client, image_version, reason
+from harness.images.binary import image_for_binary, inspect_binary
+from harness.images.docker import BIN_DIR, DOCKER_ERRORS, docker_client, image_version, reason
 from harness.impl import Implementation, load_profiles, parse_version
 
 
@@ -20,7 +20,7 @@ def preflight(impl: Implementation) -> None:
     rather than an error per test."""
     docker_client().close()
     if impl.image is None:
-        inspect_binary(impl.binary)
+        inspect_binary(impl.binary, impl.profile.cli)
 
 
 def resolve_image(client: Any, impl: Implementation) -> tuple[str, str]:
@@ -28,7 +28,7 @@ def resolve_image(client: Any, impl: Implementation) -> tuple[str, str]:
     :func:`identify_image`), or one built from its binary and reused while unchanged."""
     if impl.image is not None:
         return impl.image, impl.binary
-    ref = image_for_binary(impl.binary)
+    ref = image_for_binary(impl.binary, impl.profile.cli)
     return ref, f"{BIN_DIR}/{Path(impl.binary).name}"
 
 

@@ -53,18 +53,20 @@ def replica_map(view: NodeView) -> dict[str, str]:
 
 
 def _member_probe(cluster: Cluster, node: Node) -> tuple[bool, str]:
-    """Does every live node list ``node``, without a handshake pending anywhere, and
-    does ``node`` know as many nodes as the others?"""
+    """Does every live node list ``node``, with no handshake pending anywhere, and do all
+    of them (``node`` too) know the same members?"""
     problems = []
+    members: dict[str, frozenset[str]] = {}
     for v in cluster.snapshot(cluster.live_nodes(), with_shards=False).views:
-        entry = v.by_id().get(node.node_id or "")
         pending = [e.addr for e in v.nodes if e.in_handshake]
-        if entry is None:
+        if node.node_id not in v.by_id():
             problems.append(f"{v.observer} does not know it")
         elif pending:
             problems.append(f"{v.observer} has handshakes pending with {', '.join(pending)}")
-        elif len(v.nodes) < len(cluster.nodes):
-            problems.append(f"{v.observer} knows {len(v.nodes)} nodes")
+        members[v.observer] = frozenset(v.by_id())
+    if not problems and len(set(members.values())) > 1:
+        sizes = ", ".join(f"{o}: {len(m)}" for o, m in members.items())
+        problems.append(f"the nodes know different members ({sizes})")
     return not problems, "; ".join(problems)
 
 
@@ -105,7 +107,7 @@ def add_replica(cluster: Cluster, master: Node, *, timeout: float | None = None)
     (node,) = cluster.add_nodes(1)
     bound = deadline_s(cluster, timeout)
     with recorded(cluster, "add-replica", node.addr, f"{node.name} of {master.addr}") as step:
-        join(cluster, node, timeout)
+        join(cluster, node, timeout, until_ok=False)  # a replica takes no slots
         wait_for(
             partial(cluster._try_replicate, node, master),
             bound,

@@ -240,7 +240,17 @@ def send_all(
 def open_slots(
     cluster: Cluster, clients: Clients, source: Node, target: Node, slots: Sequence[int]
 ) -> None:
-    """``SETSLOT IMPORTING`` on the target for every slot, then ``MIGRATING`` on the source."""
+    """``SETSLOT IMPORTING`` on the target for every slot, then ``MIGRATING`` on the
+    source; nothing is sent unless the source owns every slot by its own view (a target
+    left importing a slot the source cannot migrate would be a mess of the harness's)."""
+    owners = cluster.view(source, with_shards=False).slot_owners()
+    foreign = [s for s in slots if owners[s] != source.node_id]
+    if foreign:
+        raise MigrationError(
+            f"{source.addr} does not own {len(foreign)} of the slots to move, first slot "
+            f"{foreign[0]}: nothing was changed",
+            inspect_slots(cluster, foreign[:8]),
+        )
     send_all(
         cluster, clients, target,
         [("CLUSTER", "SETSLOT", s, "IMPORTING", source.node_id) for s in slots], slots,
@@ -276,10 +286,11 @@ def assign_slots(
     send_all(cluster, clients, target, assign, slots)
     try:
         send_all(cluster, clients, source, assign, slots)
-    except MigrationError:
+    except (MigrationError, redis.exceptions.ConnectionError):
         # The source may have learned the new owner from the target's gossip first (on
         # Valkey 8+ its own SETSLOT waits for its replicas), and if that was its last
-        # slot it is already the target's replica: then nothing is left to do there.
+        # slot it is already the target's replica (Valkey then also drops the connection
+        # of the blocked SETSLOT): then nothing is left to do there.
         owners = cluster.view(source, with_shards=False).slot_owners()
         if any(owners[s] != target.node_id for s in slots):
             raise
@@ -310,9 +321,18 @@ def wait_settled(
     node), none has it open and no key of it is hidden; on timeout a
     :class:`MigrationError` with the reports of the slots still unsettled."""
     slots = sorted(owners)
+    wanted = set(slots)
     last: list[SlotReport] = []
 
     def settled() -> tuple[bool, str]:
+        # the maps first (cheap); the keys on every node only once every map agrees
+        for v in cluster.snapshot(cluster.live_nodes(), with_shards=False).views:
+            seen = v.slot_owners()
+            wrong = [s for s in slots if seen[s] != owners[s].node_id]
+            me = v.myself
+            marked = {s for s, _ in (*me.migrating, *me.importing)} if me else set()
+            if wrong or marked & wanted:
+                return False, f"{v.observer}: {len(wrong)} slot(s) not yet moved, or still open"
         reports = inspect_slots(cluster, slots)
         bad = [r for r in reports if not r.settled(owners[r.slot].node_id or "")]
         last[:] = bad

@@ -8,6 +8,7 @@ import pytest
 
 from harness import impl as impls
 from harness.backends import get_backend
+from harness.clitool.locate import tool_unavailable
 from harness.errors import HarnessError
 from harness.plugin.external import skip_unfit
 from harness.plugin.shared import group_of, mark_settings, shares
@@ -16,7 +17,10 @@ from harness.plugin.workers import name_group
 
 HARNESS_FIXTURES = {"cluster", "cluster_factory", "harness_impl"}
 BACKEND_CAPABILITIES = frozenset({"network_faults"})  # what backends may offer
-CAPABILITIES = impls.KNOWN_CAPABILITIES | BACKEND_CAPABILITIES
+#: the server's own cluster tool where the nodes run (harness.clitool); a test whose
+#: cluster is formed with it (formation="redis-cli") needs it without saying so
+TOOL_CAPABILITIES = frozenset({"cluster_cli"})
+CAPABILITIES = impls.KNOWN_CAPABILITIES | BACKEND_CAPABILITIES | TOOL_CAPABILITIES
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
@@ -45,13 +49,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(str(exc)) from None
     backend_cls = get_backend(state.backend)
     for item in users:
+        if mark_settings(item).get("formation") == "redis-cli":
+            reason = tool_unavailable(impl, state.backend)
+            if reason is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
         for mark in item.iter_markers("requires"):
             unknown = [c for c in mark.args if c not in CAPABILITIES]
             if unknown:
                 raise pytest.UsageError(
                     f"{item.nodeid}: unknown capability {unknown[0]!r} in @pytest.mark.requires"
                 )
-            missing = [c for c in mark.args if c not in BACKEND_CAPABILITIES and not impl.has(c)]
+            if "cluster_cli" in mark.args and (reason := tool_unavailable(impl, state.backend)):
+                item.add_marker(pytest.mark.skip(reason=reason))
+            missing = [
+                c
+                for c in mark.args
+                if c not in BACKEND_CAPABILITIES | TOOL_CAPABILITIES and not impl.has(c)
+            ]
             if missing:
                 item.add_marker(pytest.mark.skip(reason=f"{impl.name} lacks {', '.join(missing)}"))
             for cap in (c for c in mark.args if c in BACKEND_CAPABILITIES):

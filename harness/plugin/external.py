@@ -15,7 +15,7 @@ from harness.options import OPTION
 from harness.plugin.state import HarnessState
 
 #: marker settings the harness could only give a cluster it starts
-_CONFIGURED = ("persistence", "server_args", "proxied", "network_faults")
+_CONFIGURED = ("persistence", "server_args", "proxied", "network_faults", "formation")
 
 
 def destructive_reason(item: pytest.Item, allow: bool) -> str | None:

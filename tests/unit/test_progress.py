@@ -46,6 +46,10 @@ def test_hub_sends_phases_with_counts_of_the_tracked_workloads() -> None:
 
 def test_timeline_steps_as_phases() -> None:
     assert step_text("kill", "127.0.0.1:1", ahead=True) == "fault injected: kill 127.0.0.1:1"
+    assert (
+        step_text("migrate", "n0", "slot 5 to n3", ahead=True)
+        == "operation: migrate n0 slot 5 to n3"
+    )
     assert step_text("promoted", "127.0.0.1:2", "812 ms") == "failover: promoted 127.0.0.1:2 812 ms"
     assert step_text("start", "127.0.0.1:1") == "healing: start 127.0.0.1:1"
     assert step_text("ready", "cluster", "900 ms") == "cluster ready (900 ms)"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from harness.history import History, Op
 from harness.impl import load_profiles
-from suites.chaos._scaling import LeftoverChecker, RedirectTally, leftovers
 from suites.chaos._midway import OPEN_ON_REPLICA, TAKEN_BACK, UNREACHABLE
+from suites.chaos._scaling import LeftoverChecker, RedirectTally, leftovers
 
 
 def _op(i: int, outcome: str = "ok", error: str | None = None, kind: str = "add") -> Op:
