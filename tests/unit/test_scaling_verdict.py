@@ -75,7 +75,9 @@ def test_the_known_migration_issues_match_the_suites_phrases() -> None:
     ref = profiles["valkey-8.0"].known_issue(f"slot 0 {OPEN_ON_REPLICA} that was down")
     assert ref is not None and ref.startswith("valkey-io/valkey#998")
     assert profiles["valkey-8.0"].known_issue(f"slot 0: 30 keys {UNREACHABLE}") is None
-    ref = profiles["valkey-8.0"].known_issue(f"127.0.0.1:7001, restarted, {TAKEN_BACK} 127.0.0.1:7004")
+    ref = profiles["valkey-8.0"].known_issue(
+        f"127.0.0.1:7001, restarted, {TAKEN_BACK} 127.0.0.1:7004"
+    )
     assert ref is not None and "valkey-io/valkey#974" in ref
     assert profiles["redis-7.0"].known_issue(TAKEN_BACK) is None
     assert profiles["redis-7.0"].known_issue("AssertionError: lost writes") is None
