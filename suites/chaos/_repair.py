@@ -7,13 +7,18 @@ workload's own keys. Reads follow ``MOVED``/``ASK`` as the specification tells c
 to ("Redirection and resharding"), hop by hop on plain connections: a client library's
 own bugs stay out of the verdict, and an ``ASK`` to a dead node shows as what it is.
 
-The repair follows ``redis-cli --cluster fix`` (``clusterManagerFixOpenSlot``): a slot
-open on one node as migrating and held by one other node (importing, or merely holding
-keys) is moved to that other node, in the documented order, from wherever it is now. One
-step comes first where a server needs it: an importing node ignores ownership updates
-for the slot (so it never learns that a replica took over the dead source, names a
-failed owner and reports ``cluster_state:fail``); it is told the live owner with
-``SETSLOT NODE`` before the move goes on.
+The repair finishes the migration from wherever the slot is now: its live owner (the
+promoted replica, or the source) moves it, in the documented order, to the one other
+master holding its moved keys (importing it, or merely holding them, as
+``redis-cli --cluster fix`` counts them: ``clusterManagerFixOpenSlot``). That is fix's
+"case 1" when both sides are open; where only the holder is, fix moves the keys back to
+the owner instead ("case 2"); either closes the slot, finishing keeps the operator's
+intent. One step comes first where a server needs it: an importing node ignores
+ownership updates for the slot (so it never learns that a replica took over the dead
+source, names a failed owner and reports ``cluster_state:fail``); it is told the live
+owner with ``SETSLOT NODE`` before the move goes on. (``redis-cli --cluster fix`` itself
+refuses while the dead master is still known, unless given
+``--cluster-fix-with-unreachable-masters``.)
 """
 
 from __future__ import annotations
@@ -187,8 +192,8 @@ def _masters(cluster: Cluster) -> dict[str, Node]:
 
 
 def repair(cluster: Cluster, slot: int, batch: int = 100) -> list[str]:
-    """Close ``slot`` the way ``redis-cli --cluster fix`` does (see the module's notes);
-    return what was done. Raises :class:`MigrationError` for a state fix cannot handle."""
+    """Close ``slot`` by finishing its migration (see the module's notes); return what was
+    done. Raises :class:`MigrationError` for a state this repair cannot handle."""
     masters = _masters(cluster)
     report = inspect_slots(cluster, slot)[0]
     owners = {o for nid, o in report.owner.items() if nid in masters and o in masters}
@@ -217,5 +222,7 @@ def repair(cluster: Cluster, slot: int, batch: int = 100) -> list[str]:
     m.open()
     moved = m.move_all()
     m.finish()
-    done.append(f"moved slot {slot} from {owner.addr} to {target.addr} ({moved} keys left to move)")
+    done.append(
+        f"finished slot {slot}'s move from {owner.addr} to {target.addr} ({moved} keys were left)"
+    )
     return done
