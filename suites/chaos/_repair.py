@@ -210,14 +210,13 @@ def repair(cluster: Cluster, slot: int, batch: int = 100) -> list[str]:
     if not report.is_open and not holders:
         return ["nothing to repair"]
     if len(holders) != 1 or migrating not in ([], [owner]):
-        raise MigrationError(f"slot {slot}: an open state fix cannot repair", [report])
+        raise MigrationError(f"slot {slot}: an open state this repair does not handle", [report])
     target = holders[0]
+    cluster.record("repair", owner.addr, f"slot {slot} -> {target.addr}", ahead=True)
     if report.owner.get(target.node_id or "") != owner.node_id:
         target.call("CLUSTER", "SETSLOT", slot, "NODE", owner.node_id, timeout=15.0)
-        done.append(
-            f"told {target.addr} that {owner.addr} owns slot {slot} (it named {report.name(report.owner.get(target.node_id or ''))})"
-        )
-    cluster.record("repair", owner.addr, f"slot {slot} -> {target.addr}")
+        named = report.name(report.owner.get(target.node_id or ""))
+        done.append(f"told {target.addr} that {owner.addr} owns slot {slot} (it named {named})")
     m = SlotMigration(cluster, slot, owner, target, batch=batch)
     m.open()
     moved = m.move_all()
