@@ -129,6 +129,7 @@ class SlotMigration:
         ``replace``. Counts what moved into :attr:`keys_moved` as it goes."""
         try:
             self._send(keys, replace)
+            self._verify(keys)
             self.keys_moved += len(keys)
             return len(keys)
         except redis.exceptions.ResponseError as exc:
@@ -161,6 +162,31 @@ class SlotMigration:
                 ["AUTH", sec.password] if sec.user is None else ["AUTH2", sec.user, sec.password]
             )
         self.clients.run(self.source, *args, "KEYS", *keys)
+
+    def _verify(self, keys: list[str]) -> None:
+        """MIGRATE said OK: the target must hold every key of the batch (a server or a
+        link that acknowledges and drops a batch loses keys silently otherwise). One
+        multi-key ``EXISTS`` after ``ASKING``; an importing target answers ``TRYAGAIN``
+        when some are missing, and then each key is asked for, to name them."""
+        pipe = self.clients(self.target).pipeline(transaction=False)
+        pipe.execute_command("ASKING")  # type: ignore[no-untyped-call]
+        pipe.execute_command("EXISTS", *keys)  # type: ignore[no-untyped-call]
+        held = pipe.execute(raise_on_error=False)[1]
+        if held == len(keys):
+            return
+        pipe = self.clients(self.target).pipeline(transaction=False)
+        for k in keys:
+            pipe.execute_command("ASKING")  # type: ignore[no-untyped-call]
+            pipe.execute_command("EXISTS", k)  # type: ignore[no-untyped-call]
+        replies = pipe.execute(raise_on_error=False)[1::2]
+        missing = [k for k, r in zip(keys, replies, strict=True) if r != 1]
+        if missing:
+            shown = ", ".join(repr(k) for k in missing[:5])
+            more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+            raise self._fail(
+                f"MIGRATE acknowledged {len(keys)} keys, but the target holds "
+                f"{len(keys) - len(missing)}: missing {shown}{more}"
+            )
 
     def _exists(self, node: Node, keys: list[str]) -> list[int]:
         """1 for each key ``node`` still holds (a migrating source answers ASK for the
