@@ -194,6 +194,43 @@ def test_migration_with_a_source_replica_killed_midway(
     )
 
 
+def _killed_mid_migration(
+    cluster: Cluster,
+    metrics: Metrics,
+    artifacts: Path,
+    workload: WorkloadFactory,
+    *,
+    kill_source: bool,
+) -> None:
+    """A migration interrupted by killing its source (or its target) master; its replica
+    takes over, the slot is judged, repaired, judged again, and the old master rejoins."""
+    source, target = cluster.initial_masters[0], cluster.initial_masters[1]
+    victim = source if kill_source else target
+    heir = cluster.replicas_of(victim)[0]
+    wl = workload(cluster, **LOAD)
+    busy = workload_slots(wl)
+    mid = Interrupted(cluster, source, target, busy)
+    probe = probe_slot(cluster, victim, {*busy, mid.slot} if kill_source else {*busy})
+
+    def plan(c: Cluster, wl: Workload) -> list[str]:
+        mid.start(c)
+        wait_caught_up(c, victim, heir)
+        c.faults.kill(victim)
+        watch_failover(c, victim, heir, probe)
+        live_source, live_target = (heir, target) if kill_source else (source, heir)
+        notes = mid.judge_after_failover(c, live_source, live_target)
+        notes += repair(c, mid.slot, batch=BATCH)
+        notes += mid.judge_repaired(c)
+        notes += mid.rejoin(c, victim, heir, target if kill_source else source)
+        return notes
+
+    outcome, notes = run_under_load(cluster, wl, plan, _faulted(cluster), artifacts)
+    outcome.record(metrics)
+    metrics.record("unreachable_after_failover", len(mid.unreachable))
+    metrics.record("shard_taken_back", len(mid.taken_back))
+    mid.assert_held(outcome, verdict(outcome, notes))
+
+
 @pytest.mark.cluster(masters=3, replicas=1, node_timeout_ms=NT_FAST)
 def test_source_master_killed_mid_migration(
     cluster: Cluster, metrics: Metrics, artifacts: Path, workload: WorkloadFactory
@@ -206,29 +243,7 @@ def test_source_master_killed_mid_migration(
     replica (an operator's repair, as ``redis-cli --cluster fix`` does) with nothing
     lost, and no write acknowledged outside the kill's window is lost. Specification,
     "Redirection and resharding", "Replica election and promotion", "Write safety"."""
-    source, target = cluster.initial_masters[0], cluster.initial_masters[1]
-    heir = cluster.replicas_of(source)[0]
-    wl = workload(cluster, **LOAD)
-    busy = workload_slots(wl)
-    mid = Interrupted(cluster, source, target, busy)
-    probe = probe_slot(cluster, source, {*busy, mid.slot})
-
-    def plan(c: Cluster, wl: Workload) -> list[str]:
-        mid.start(c)
-        wait_caught_up(c, source, heir)
-        c.faults.kill(source)
-        watch_failover(c, source, heir, probe)
-        notes = mid.judge_after_failover(c, heir, target)
-        notes += repair(c, mid.slot, batch=BATCH)
-        notes += mid.judge_repaired(c)
-        notes += mid.rejoin(c, source, heir, target)
-        return notes
-
-    outcome, notes = run_under_load(cluster, wl, plan, _faulted(cluster), artifacts)
-    outcome.record(metrics)
-    metrics.record("unreachable_after_failover", len(mid.unreachable))
-    metrics.record("shard_taken_back", len(mid.taken_back))
-    mid.assert_held(outcome, verdict(outcome, notes))
+    _killed_mid_migration(cluster, metrics, artifacts, workload, kill_source=True)
 
 
 @pytest.mark.cluster(masters=3, replicas=1, node_timeout_ms=NT_FAST)
@@ -243,29 +258,7 @@ def test_target_master_killed_mid_migration(
     to the promoted replica with nothing lost, and no write acknowledged outside the
     kill's window is lost. Specification, "Redirection and resharding", "Replica
     election and promotion", "Write safety"."""
-    source, target = cluster.initial_masters[0], cluster.initial_masters[1]
-    heir = cluster.replicas_of(target)[0]
-    wl = workload(cluster, **LOAD)
-    busy = workload_slots(wl)
-    mid = Interrupted(cluster, source, target, busy)
-    probe = probe_slot(cluster, target, {*busy})
-
-    def plan(c: Cluster, wl: Workload) -> list[str]:
-        mid.start(c)
-        wait_caught_up(c, target, heir)
-        c.faults.kill(target)
-        watch_failover(c, target, heir, probe)
-        notes = mid.judge_after_failover(c, source, heir)
-        notes += repair(c, mid.slot, batch=BATCH)
-        notes += mid.judge_repaired(c)
-        notes += mid.rejoin(c, target, heir, source)
-        return notes
-
-    outcome, notes = run_under_load(cluster, wl, plan, _faulted(cluster), artifacts)
-    outcome.record(metrics)
-    metrics.record("unreachable_after_failover", len(mid.unreachable))
-    metrics.record("shard_taken_back", len(mid.taken_back))
-    mid.assert_held(outcome, verdict(outcome, notes))
+    _killed_mid_migration(cluster, metrics, artifacts, workload, kill_source=False)
 
 
 @pytest.mark.cluster(masters=3, replicas=1, node_timeout_ms=NT_FAST)
