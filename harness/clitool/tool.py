@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from harness import wait
 from harness.backends.base import Node
 from harness.clitool.check import CheckVerdict, parse_check
 from harness.clitool.locate import CliProgram, cli_in_image, host_cli
@@ -194,6 +195,7 @@ class ClusterCli:
             raise UsageError(f"the harness never alters a cluster it did not start ({command})")
         action = f"{self.program.name} {command}"
         self.cluster.record(action, node, detail, ahead=True)
+        wait.announce(timeout or self.timeout)  # the test's deadline: the tool's own bound
         result = self.runner.run(
             ["--cluster", command, *args], input=input, timeout=timeout or self.timeout
         )

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from harness import wait
 from harness.clitool import second_opinion as cli_check
 from harness.ops.slots import MigrationError
 
@@ -84,7 +85,9 @@ def deadline_s(cluster: Cluster, timeout: float | None) -> float:
 class Clients:
     """Open control connections to the nodes for the duration of an operation (a slot
     migration sends several commands per slot: one connection each would dominate), and
-    :meth:`pipelined`, which spreads a long run of commands over a few connections."""
+    :meth:`pipelined`, which spreads a long run of commands over a few connections. Each
+    call tells the test's deadline (:mod:`harness.deadline`) that it may block up to the
+    connections' timeout: an operation of many steps may take long, a stuck step not."""
 
     #: connections a long run of commands is spread over: a primary that replicates
     #: SETSLOT (Valkey 8+) answers each only once its replicas acknowledged it, so one
@@ -109,6 +112,8 @@ class Clients:
         size = -(-len(commands) // lanes)
         parts = [commands[i : i + size] for i in range(0, len(commands), size)]
 
+        wait.announce(self.timeout)  # each round trip is bounded by the connections' timeout
+
         def run(lane: int) -> list[object]:
             pipe = self(node, lane).pipeline(transaction=False)
             for cmd in parts[lane]:
@@ -127,6 +132,7 @@ class Clients:
 
     def run(self, node: Node, *args: object) -> object:
         """One command; a broken connection is dropped so the next call reconnects."""
+        wait.announce(self.timeout)  # a long operation's test deadline follows its steps
         try:
             return self(node).execute_command(*args)  # type: ignore[no-untyped-call]
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
