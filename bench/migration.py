@@ -259,9 +259,17 @@ def medians(samples: dict[Kind, list[Sample]]) -> dict[str, Any]:
     out["mover_ratio"] = round(
         med("harness", "mover_keys_per_s") / med("reference", "mover_keys_per_s"), 3
     )
+    out["keys_per_s_range"] = {
+        k: [round(f(x.keys_per_s for x in samples[k])) for f in (min, max)] for k in KINDS
+    }
     out["load_errors"] = {k: sum(x.load_errors for x in samples[k]) for k in KINDS}
     out["load_missing"] = {k: sum(x.load_missing for x in samples[k]) for k in KINDS}
     return out
+
+
+def loadavg() -> list[float]:
+    """The machine's 1/5/15-minute load: the figures are only comparable within a run."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def print_table(rows: list[dict[str, Any]], cli: str) -> None:
@@ -314,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     stop_on_sigterm()
     run = Run.current()
-    print(f"migration under load, {impl.describe()}")
+    load_start = loadavg()
+    print(f"migration under load, {impl.describe()}; load average {load_start}")
     print(f"reference: {program.describe()} --cluster reshard; {args.reps} reps, alternating")
     print(s.describe(program.name), flush=True)
     rows: list[dict[str, Any]] = []
@@ -328,7 +337,9 @@ def main(argv: list[str] | None = None) -> int:
                 "samples": [x.to_json() for k in KINDS for x in samples[k]],
                 "medians": medians(samples),
             }
-            print(f"ratio harness/reference {row['medians']['ratio']:.2f}", flush=True)
+            m = row["medians"]
+            spread = ", ".join(f"{k} {lo}..{hi}" for k, (lo, hi) in m["keys_per_s_range"].items())
+            print(f"ratio harness/reference {m['ratio']:.2f}; keys/s range {spread}", flush=True)
             rows.append(row)
     except KeyboardInterrupt:
         print("migration: interrupted; everything started was stopped", file=sys.stderr)
@@ -339,12 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         run.close()
     print_table(rows, program.name)
+    print(f"load average at the end {loadavg()}")
     if args.json:
         result = {
             "impl": impl_json(impl),
             "cli": {"path": program.path, "version": program.version_text},
             "settings": asdict(s) | {"cli_pipeline": s.pipeline or CLI_PIPELINE_DEFAULT},
             "reps": args.reps,
+            "loadavg": {"start": load_start, "end": loadavg()},
             "shapes": rows,
         }
         if not write_json("migration", args.json, result):
