@@ -9,7 +9,7 @@ WORKERS ?= 3
 REPEAT ?= 10
 HOG ?= 0
 
-.PHONY: setup run soak false-alarms test lint bench matrix clean
+.PHONY: setup run soak false-alarms test lint bench bench-migration matrix clean
 
 $(VENV)/.installed: pyproject.toml scripts/setup-system.sh
 	bash scripts/setup-system.sh
@@ -52,6 +52,11 @@ lint: setup
 ## `--cluster create` (ARGS='--impl valkey-8.0 --sizes 3,30'; see bench/bringup.py)
 bench: setup
 	$(PY) bench/bringup.py $(ARGS)
+
+## slot migration under load, keys/s: the harness's migrate_slots next to the server's own
+## `--cluster reshard` (ARGS='--impl valkey-8.0 --shape 3x0,3x1'; see bench/migration.py)
+bench-migration: setup
+	$(PY) bench/migration.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) reports/*.json reports/*.xml reports/logs
