@@ -117,6 +117,11 @@ class HostRunner:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 out, _ = proc.communicate()
+        except BaseException:  # Ctrl-C, a test deadline: the tool must not outlive the call
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
         finally:
             self.run_.unregister(proc.pid)
         ms = (time.monotonic() - t0) * 1000
