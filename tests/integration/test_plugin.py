@@ -100,9 +100,15 @@ def test_known_server_issue_is_xfailed_only_with_its_log_line(
     shutil.copytree(FIXTURES, fixtures)
     toml = fixtures / "implementations.toml"
     header = '[profiles."redis-7.0"]\n'
-    issue = 'known_issues = [{ ref = "demo#1", text = "node spinning", log = "demo bug hit" }]\n'
-    assert header in toml.read_text()
-    toml.write_text(toml.read_text().replace(header, header + issue, 1))
+    issue = '{ ref = "demo#1", text = "node spinning", log = "demo bug hit" }'
+    before, found, after = toml.read_text().partition(header)
+    assert found
+    section, nxt, rest = after.partition("\n[")
+    if "known_issues = [\n" in section:  # the profile has known issues: one more
+        section = section.replace("known_issues = [\n", f"known_issues = [\n  {issue},\n", 1)
+    else:
+        section = f"known_issues = [{issue}]\n" + section
+    toml.write_text(before + header + section + nxt + rest)
     monkeypatch.setenv("HARNESS_FIXTURES", str(fixtures))
     pytester.makepyfile(test_known=KNOWN_ISSUE)
     report = pytester.path / "out"
