@@ -96,6 +96,7 @@ def add_master(cluster: Cluster, *, timeout: float | None = None, until_ok: bool
     (node,) = cluster.add_nodes(1)
     with recorded(cluster, "add-master", node.addr, f"{node.name}, no slots") as step:
         join(cluster, node, timeout, until_ok)
+        step.whole = until_ok  # before it is ok it may not know every slot's owner yet
         step.result = f"{node.name} known to {len(cluster.live_nodes())} nodes"
     return node
 

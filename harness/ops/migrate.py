@@ -227,6 +227,7 @@ class SlotMigration:
         if self.record:
             with recorded(self.cluster, "migrate-finish", self.source.addr, self.where) as step:
                 self._finish(wait, timeout)
+                step.whole = wait
                 step.result = f"{self.where}: {self.keys_moved} keys moved"
         else:
             self._finish(wait, timeout)

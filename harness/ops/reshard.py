@@ -73,6 +73,7 @@ def migrate_slots(
             assign_slots(cluster, clients, source, target, chunk, others)
         if wait:
             wait_settled(cluster, dict.fromkeys(wanted, target), timeout)
+        step.whole = wait
         step.result = f"{len(wanted)} slots, {moved} keys moved to {target.addr}"
     return moved
 
