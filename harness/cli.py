@@ -1,5 +1,5 @@
-"""Command line: ``python -m harness up|run|soak|compare|report|impls|acl-setuser|image|
-toxiproxy|report-html`` (or ``redis-cluster-harness ...``).
+"""Command line: ``python -m harness up|run|soak|upgrade|compare|report|impls|acl-setuser|
+image|toxiproxy|report-html`` (or ``redis-cluster-harness ...``).
 
 ``up`` gives a developer a cluster to poke at; ``run`` drives the suites through pytest
 so CI needs one command and gets an exit status, a JUnit file and ``summary.json``. Both
@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from harness import impl as impls
 from harness import options, pagecmds
+from harness import upgradecmd as upgrade_cmd
 from harness.backends import get_backend, resolve_implementation
 from harness.errors import HarnessError, UsageError
 from harness.options import Layer
@@ -115,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument(
         "pytest_args", nargs="*", help="extra pytest arguments (after --), passed to each run"
     )
+
+    upgrade_cmd.add_parser(sub, _table_args)
 
     page = sub.add_parser("report-html", help="(re)build DIR/index.html from a run's report DIR")
     page.add_argument("dir", type=Path, metavar="DIR", help="a report directory (summary.json)")
@@ -315,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "acl-setuser":
             print(acl_setuser(args.user or ACL_USER, args.password or "PASSWORD"))
             return 0
-        if args.command in ("up", "run", "soak", "impls"):
+        if args.command == "upgrade":  # checked as `run`'s, which it runs
+            vars(args).update(options.from_text("run", upgrade_cmd.as_run(vars(args))))
+        if args.command in ("up", "run", "soak", "impls", "upgrade"):
             impls.use_profiles(args.profiles)  # a mistake in them stops here
         if args.command == "up":
             return cmd_up(args)
@@ -323,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "soak":
             return cmd_soak(args, given)
+        if args.command == "upgrade":
+            return upgrade_cmd.run(args, given, cmd_run)
         if args.command == "image":
             return cmd_image(args)
         if args.command == "report-html":

@@ -42,7 +42,8 @@ class Observation:
         """What ``node`` reports, in one round trip (the commands pipelined):
         ``CLUSTER NODES``, ``CLUSTER INFO``, ``CLUSTER SHARDS`` (where supported) and,
         with ``with_replication``, ``INFO replication``."""
-        shards_too = with_shards and self.impl.has("cluster_shards")
+        # per node: a cluster being upgraded has nodes of two versions
+        shards_too = with_shards and getattr(node, "impl", self.impl).has("cluster_shards")
         with node.client(timeout=2.0) as c:
             pipe = c.pipeline(transaction=False)
             pipe.execute_command("CLUSTER", "NODES")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Layer = Literal["run", "up", "pytest", "marker", "impls", "acl-setuser"]
+Layer = Literal["run", "up", "pytest", "marker", "impls", "acl-setuser", "upgrade"]
 Kind = Literal["int", "float", "bool", "text", "server_arg"]
 
 

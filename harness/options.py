@@ -38,7 +38,15 @@ __all__ = ["FORMATIONS", "OPTION", "OPTIONS", "SUITES", "Kind", "Layer", "Option
 __all__ += ["check_fields", "for_layer", "from_text"]
 
 FORMATIONS = ("commands", "redis-cli")
-SUITES = {"conformance": ("conformance",), "chaos": ("chaos",), "all": ("conformance", "chaos")}
+#: ``all`` is what one implementation is checked with; ``upgrade`` rehearses moving a
+#: cluster from one implementation to another (``python -m harness upgrade``)
+SUITES = {
+    "conformance": ("conformance",),
+    "chaos": ("chaos",),
+    "all": ("conformance", "chaos"),
+    "upgrade": ("upgrade",),
+}
+UPGRADE_PLANS = ("in-place", "replace", "in-place-primaries-first", "replace-unsynced")
 
 _EVERYWHERE: frozenset[Layer] = frozenset({"run", "up", "pytest"})
 
@@ -66,7 +74,7 @@ OPTIONS: tuple[Option, ...] = (
         "backend",
         "text",
         f"where nodes run: {', '.join(AVAILABLE)}",
-        _EVERYWHERE,
+        _layers("run", "up", "pytest", "upgrade"),
         default="local",
         metavar="NAME",
     ),
@@ -82,7 +90,7 @@ OPTIONS: tuple[Option, ...] = (
         "node_timeout_ms",
         "int",
         "cluster-node-timeout in ms; a marker's node_timeout_ms wins",
-        _layers("run", "up", "pytest", "marker"),
+        _layers("run", "up", "pytest", "marker", "upgrade"),
         default=2000,
         flag_name="--node-timeout",
         metavar="MS",
@@ -93,7 +101,7 @@ OPTIONS: tuple[Option, ...] = (
         "seed",
         "int",
         "seed for randomised choices (default: random, printed in the header)",
-        _layers("run", "pytest"),
+        _layers("run", "pytest", "upgrade"),
         metavar="N",
         range=(0, 2**63 - 1),
     ),
@@ -101,7 +109,7 @@ OPTIONS: tuple[Option, ...] = (
         "report_dir",
         "text",
         "where summary.json, junit.xml and the logs of failed tests go (default: reports/)",
-        _layers("run", "pytest"),
+        _layers("run", "pytest", "upgrade"),
         metavar="DIR",
     ),
     Option(
@@ -109,7 +117,7 @@ OPTIONS: tuple[Option, ...] = (
         "text",
         "client of recorded workloads: redis-py's asyncio RedisCluster, or raw, the "
         "harness's lean client (several times the rate)",
-        _layers("run", "pytest"),
+        _layers("run", "pytest", "upgrade"),
         default="redis-py",
         choices=ENGINES,
     ),
@@ -118,7 +126,7 @@ OPTIONS: tuple[Option, ...] = (
         "text",
         "live progress of each test (phase, op counts, seed): auto shows it unless -q, as "
         "a status line on a terminal and timestamped lines in a log",
-        _layers("run", "pytest"),
+        _layers("run", "pytest", "upgrade"),
         default="auto",
         choices=("auto", "on", "off"),
     ),
@@ -168,8 +176,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "server_args",
         "server_arg",
-        "extra server config line, repeatable",
-        _layers("up", "marker"),
+        "extra server config line, repeatable; given to `run`, it goes to every cluster "
+        "the suites start, before a test's own",
+        _layers("run", "up", "pytest", "marker", "upgrade"),
         default=(),
         flag_name="--server-arg",
         metavar="'NAME VALUE'",
@@ -215,7 +224,7 @@ OPTIONS: tuple[Option, ...] = (
         "float",
         "a fixed limit in seconds per test phase, instead of the one derived from the node "
         "timeout and the test's waits (0: none); a hung test fails with its nodes' states",
-        _layers("run", "pytest"),
+        _layers("run", "pytest", "upgrade"),
         metavar="SECONDS",
         range=(0, 86_400),
         unit="s",
@@ -249,7 +258,7 @@ OPTIONS: tuple[Option, ...] = (
         "text",
         "run the tests in N parallel processes (pytest-xdist; `auto`: one per CPU); "
         "tests sharing a cluster go to the same process",
-        _layers("run"),
+        _layers("run", "upgrade"),
         metavar="N",
         flag_name="-n",
     ),
@@ -259,7 +268,7 @@ OPTIONS: tuple[Option, ...] = (
         "TOML file of your own implementation profiles (a fork, a vendor build), laid over "
         "the shipped ones; a profile of the same name replaces the shipped one "
         "(default: $HARNESS_PROFILES)",
-        _layers("run", "up", "pytest", "impls"),
+        _layers("run", "up", "pytest", "impls", "upgrade"),
         metavar="FILE",
     ),
     Option(
@@ -267,7 +276,7 @@ OPTIONS: tuple[Option, ...] = (
         "text",
         "who may talk to the nodes: none; password (requirepass, masterauth); acl (the "
         "default user off, a user with only the harness's commands, see harness.security)",
-        _layers("run", "up", "pytest", "marker"),
+        _layers("run", "up", "pytest", "marker", "upgrade"),
         default="none",
         choices=AUTHS,
     ),
@@ -276,7 +285,7 @@ OPTIONS: tuple[Option, ...] = (
         "text",
         "the password of --auth password/acl (default: a fresh one per cluster; the "
         "cluster's, required, on --backend external); alone, it means --auth password",
-        _layers("run", "up", "pytest", "marker", "acl-setuser"),
+        _layers("run", "up", "pytest", "marker", "acl-setuser", "upgrade"),
         metavar="PASSWORD",
         chars=PASSWORD_CHARS,
         chars_hint=PASSWORD_HINT,
@@ -286,7 +295,7 @@ OPTIONS: tuple[Option, ...] = (
         "bool",
         "TLS on client connections, replication and the cluster bus, with certificates "
         "made per cluster (--backend external: those of --tls-ca-cert ...)",
-        _layers("run", "up", "pytest", "marker"),
+        _layers("run", "up", "pytest", "marker", "upgrade"),
         default=False,
     ),
     Option(
@@ -310,6 +319,57 @@ OPTIONS: tuple[Option, ...] = (
         "external backend: a client certificate, for servers with tls-auth-clients yes",
         _layers("run", "pytest"),
         metavar="FILE",
+    ),
+    Option(
+        "upgrade_from",
+        "text",
+        "upgrade suite: what the cluster starts on: a profile (redis-7.0), a server "
+        "binary, or, on docker, an image (PROFILE@IMAGE picks that profile's server in "
+        "it); default: --impl",
+        _layers("run", "pytest"),
+        metavar="IMPL|BINARY|IMAGE",
+    ),
+    Option(
+        "upgrade_to",
+        "text",
+        "upgrade suite: what the cluster is upgraded to (as --upgrade-from); without it "
+        "the upgrade suite skips",
+        _layers("run", "pytest"),
+        metavar="IMPL|BINARY|IMAGE",
+    ),
+    Option(
+        "upgrade_plan",
+        "text",
+        "upgrade suite: which plan to rehearse (default: in-place and replace); the "
+        "two unsafe ones show what the checks catch",
+        _layers("run", "pytest"),
+        choices=UPGRADE_PLANS,
+    ),
+    Option(
+        "upgrade_shape",
+        "text",
+        "upgrade suite: the cluster's shape, MASTERSxREPLICAS",
+        _layers("run", "pytest"),
+        default="3x1",
+        metavar="MxR",
+        chars=frozenset("0123456789x"),
+        chars_hint="give MASTERSxREPLICAS, e.g. 3x1",
+    ),
+    Option(
+        "upgrade_persistence",
+        "text",
+        "upgrade suite: what the nodes write to disk",
+        _layers("run", "pytest"),
+        default="none",
+        choices=PERSISTENCE,
+    ),
+    Option(
+        "rollback",
+        "bool",
+        "upgrade suite: after the upgrade, rehearse the way back (the same plan, from the "
+        "new version to the old) and report whether a downgrade is possible",
+        _layers("run", "pytest"),
+        default=False,
     ),
     Option(
         "tls_key",

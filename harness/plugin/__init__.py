@@ -9,6 +9,7 @@ too. By job:
 - :mod:`~harness.plugin.external`: which tests skip on an external cluster, and why;
 - :mod:`~harness.plugin.fixtures`: ``cluster``, ``cluster_factory``, ``workload``, ...;
 - :mod:`~harness.plugin.deadline`: hang protection, a deadline per test phase;
+- :mod:`~harness.plugin.upgrade`: the ``upgrade`` fixture (rolling-upgrade rehearsals);
 - :mod:`~harness.plugin.reporting`: node logs of failures, known server issues as
   xfailed, ``summary.json`` and the metrics table.
 
@@ -44,11 +45,13 @@ from harness.plugin.fixtures import (
 from harness.plugin.options import pytest_addoption, pytest_configure, pytest_unconfigure
 from harness.plugin.reporting import pytest_runtest_makereport
 from harness.plugin.state import HarnessState
+from harness.plugin.upgrade import Upgrade, upgrade
 
 __all__ = [
     "ClusterFactory",
     "HarnessState",
     "Metrics",
+    "Upgrade",
     "WorkloadFactory",
     "artifacts",
     "cluster",
@@ -68,5 +71,6 @@ __all__ = [
     "pytest_runtest_teardown",
     "pytest_unconfigure",
     "rng",
+    "upgrade",
     "workload",
 ]

@@ -131,14 +131,18 @@ def cluster_factory(
 ) -> Iterator[ClusterFactory]:
     """Start ready clusters on demand; all are torn down after the test.
 
-    Keyword arguments are those of :class:`~harness.spec.ClusterSpec` plus ``ports``.
+    Keyword arguments are those of :class:`~harness.spec.ClusterSpec` plus ``ports`` and
+    ``impl`` (another implementation than the run's: the upgrade suite's).
     """
     clusters: list[Cluster] = []  # closed after the test
     request.node.stash[CLUSTERS] = []  # these and a shared one: their logs go in a report
 
-    def make(ports: list[int] | None = None, **kwargs: Any) -> Cluster:
-        settings = _settings(harness_state, harness_impl, kwargs)
-        c = _start(request, harness_state, harness_impl, settings, ports)
+    def make(
+        ports: list[int] | None = None, impl: Implementation | None = None, **kwargs: Any
+    ) -> Cluster:
+        use = impl or harness_impl
+        settings = _settings(harness_state, use, kwargs)
+        c = _start(request, harness_state, use, settings, ports)
         clusters.append(c)
         request.node.stash[CLUSTERS].append(c)
         if len(clusters) == 1 and c.backend.owns_cluster:
@@ -180,6 +184,8 @@ def _settings(state: HarnessState, impl: Implementation, kwargs: dict[str, Any])
             pytest.skip(reason)
     if isinstance(kwargs.get("server_args"), dict):
         kwargs["server_args"] = tuple(kwargs["server_args"].items())
+    if state.server_args:  # the run's settings first, the test's own after them
+        kwargs["server_args"] = (*state.server_args, *kwargs.get("server_args", ()))
     return kwargs
 
 

@@ -104,6 +104,8 @@ def pytest_configure(config: pytest.Config) -> None:
         tls=values["tls"],
         access=access,
         shared_clusters=not values["no_shared_clusters"],
+        server_args=values["server_args"],
+        upgrade={k: v for k, v in values.items() if k.startswith("upgrade_") or k == "rollback"},
     )
     config.stash[STATE] = state
     workers.register(config)

@@ -28,6 +28,7 @@ from harness.report import (
     safe_name,
     write_summary,
 )
+from harness.upgrade.summary import rehearsal_lines, upgrades_from
 
 #: the clusters a test started (``cluster_factory`` fills it): their logs go in its report
 CLUSTERS = pytest.StashKey[list[Cluster]]()
@@ -94,6 +95,7 @@ class Reporter:
         self.page_error = ""
         self.t0 = time.monotonic()
         self.advisories = Gathered()
+        self.upgrades: list[dict[str, Any]] = []  # rehearsals (harness.plugin.upgrade)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         nodeid = plain_nodeid(report.nodeid)  # without xdist's group suffix
@@ -102,6 +104,7 @@ class Reporter:
         res.metrics.update(metrics_from_properties(report.user_properties))
         self.advisories.add(nodeid, report.user_properties)
         if report.when == "call":
+            self.upgrades += [{"test": nodeid, **u} for u in upgrades_from(report.user_properties)]
             if hasattr(report, "wasxfail"):
                 res.outcome = "xfailed" if report.skipped else "xpassed"
                 res.message = str(report.wasxfail)
@@ -140,6 +143,8 @@ class Reporter:
             "harness_version": harness_version(),
             "advisories": self.advisories.as_json(),  # advice about the clusters, not failures
         }
+        if self.upgrades:
+            meta["upgrades"] = self.upgrades
         notes = state.pool_notes + list(state.pool.replaced if state.pool else ())
         if notes:  # a shares_cluster test that changed its cluster: a mark to remove
             meta["shared_cluster_replaced"] = notes
@@ -162,6 +167,11 @@ class Reporter:
             terminalreporter.section("redis-cluster-harness advisories")
             for line in advised:
                 terminalreporter.write_line(line)
+        if self.upgrades:
+            terminalreporter.section("redis-cluster-harness upgrade rehearsals")
+            for u in self.upgrades:
+                for line in rehearsal_lines(u):
+                    terminalreporter.write_line(line)
         if self.summary_path is not None:
             terminalreporter.write_line(
                 f"redis-cluster-harness: summary written to {self.summary_path}"

@@ -42,6 +42,10 @@ class HarnessState:
     #: tests marked shares_cluster take turns on pooled clusters (--no-shared-clusters: off)
     shared_clusters: bool = True
     pool: ClusterPool | None = None
+    #: --server-arg of the run: before a test's own server_args on every cluster
+    server_args: tuple[tuple[str, str], ...] = ()
+    #: the upgrade suite's --upgrade-* options (:mod:`harness.plugin.upgrade`)
+    upgrade: dict[str, Any] = field(default_factory=dict)
     impl: Implementation | None = None
     #: the implementation a worker process reported (pytest-xdist controller)
     impl_meta: dict[str, Any] | None = None
