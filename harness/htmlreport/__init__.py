@@ -1,11 +1,13 @@
 """``index.html`` of a report directory: the run's header, a verdict per test, and per
 test its timeline (ops, latency, fault windows, failover phases), write availability per
-shard, lost writes, schedule and node logs.
+shard, lost writes, schedule and node logs; and the upgrade rehearsals of the run, each as
+a timeline of steps with the checks after each (:mod:`~harness.htmlreport.upgrades`).
 
 Layers: :mod:`~harness.htmlreport.persist` (what the plugin writes per test at
 teardown), :mod:`~harness.htmlreport.load` (files back), :mod:`~harness.htmlreport.model`
-(pure: files to page model), :mod:`~harness.htmlreport.figures` and
-:mod:`~harness.htmlreport.render` (Plotly, Jinja2). :func:`build` runs them in turn.
+and :mod:`~harness.htmlreport.upgrades` (pure: files to page model),
+:mod:`~harness.htmlreport.figures` and :mod:`~harness.htmlreport.render` (Plotly, Jinja2).
+:func:`build` runs them in turn.
 """
 
 from __future__ import annotations

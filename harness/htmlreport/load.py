@@ -1,5 +1,6 @@
 """A report directory read back: ``summary.json`` and, per test, what its artifacts
-folder holds (history, timeline, cluster shapes, schedule, verdict, node logs)."""
+folder holds (history, timeline, cluster shapes, schedule, verdict, node logs, the names
+of its upgrade rehearsals' files)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class TestFiles:
     verdict: str = ""
     logs: list[tuple[str, str]] = field(default_factory=list)  # (file name, relative path)
     log_tail: dict[str, str] = field(default_factory=dict)  # relative path -> its end
+    upgrade_files: list[str] = field(default_factory=list)  # upgrade-<plan>.json / .txt
 
 
 @dataclass
@@ -70,6 +72,8 @@ def load_test(root: Path, result: dict[str, Any]) -> TestFiles:
         tf.clusters = json.loads((folder / CLUSTERS).read_text())
     if (folder / "schedule.json").is_file():
         tf.schedule = json.loads((folder / "schedule.json").read_text())
+    if folder.is_dir():
+        tf.upgrade_files = sorted(p.name for p in folder.glob("upgrade-*.*") if p.is_file())
     if (folder / "verdict.txt").is_file():
         tf.verdict = (folder / "verdict.txt").read_text()
     # the test's own logs, else those the plugin keeps for a failed test

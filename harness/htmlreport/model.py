@@ -17,6 +17,7 @@ from harness.checkers.windows import fault_windows
 from harness.crc16 import SLOTS
 from harness.history import Event, History
 from harness.htmlreport.load import TestFiles
+from harness.htmlreport.upgrades import RehearsalView, upgrade_views
 from harness.nemesis import Step
 
 #: at most this many buckets per timeline: a 60 s chaos run with its warm-up and
@@ -319,6 +320,7 @@ class RunView:
     header: list[tuple[str, str]]
     totals: dict[str, int]
     tests: list[TestView]
+    upgrades: list[RehearsalView] = field(default_factory=list)
 
 
 def key_metrics(metrics: dict[str, Any], limit: int = 5) -> list[tuple[str, Any]]:
@@ -353,9 +355,13 @@ def run_header(summary: dict[str, Any]) -> list[tuple[str, str]]:
 def run_view(summary: dict[str, Any], tests: Iterable[TestFiles]) -> RunView:
     impl = summary.get("implementation") or {}
     title = f"{impl.get('name', 'run')} {impl.get('version', '')} on {summary.get('backend', '?')}"
+    files = list(tests)
+    views = [test_view(t) for t in files]
+    upgrades = upgrade_views(
+        summary,
+        [t.anchor for t in views],
+        {tf.folder.rsplit("/", 1)[-1]: tf.upgrade_files for tf in files},
+    )
     return RunView(
-        title.strip(),
-        run_header(summary),
-        dict(summary.get("totals", {})),
-        [test_view(t) for t in tests],
+        title.strip(), run_header(summary), dict(summary.get("totals", {})), views, upgrades
     )

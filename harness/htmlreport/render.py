@@ -13,8 +13,9 @@ import jinja2
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
-from harness.htmlreport.figures import timeline_json
+from harness.htmlreport.figures import timeline_json, upgrade_timeline_json
 from harness.htmlreport.model import RunView, key_metrics
+from harness.htmlreport.upgrades import all_views
 
 PLOTLY_JS = "plotly.min.js"
 
@@ -39,6 +40,7 @@ def environment() -> jinja2.Environment:
 
 def render(run: RunView) -> str:
     figures = {t.anchor: timeline_json(t) for t in run.tests if t.events or t.buckets}
+    figures |= {u.anchor: upgrade_timeline_json(u) for u in all_views(run.upgrades) if u.steps}
     return environment().get_template("index.html.j2").render(run=run, figures=figures)
 
 
