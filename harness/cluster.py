@@ -95,16 +95,18 @@ class Cluster(Formation):
         self.faults.close()
         self.backend.close()
 
-    def add_nodes(self, count: int = 1) -> list[Node]:
-        """Start ``count`` new empty nodes beside the cluster's (same implementation and
-        settings), not yet members: :mod:`harness.ops` joins them (scaling out)."""
+    def add_nodes(self, count: int = 1, impl: Implementation | None = None) -> list[Node]:
+        """Start ``count`` new empty nodes beside the cluster's (same settings), not yet
+        members: :mod:`harness.ops` joins them (scaling out). They run ``impl`` if given
+        (a rolling upgrade's new-version replicas), else the cluster's implementation."""
         if self.spec.proxied:
             raise NotSupportedError("nodes cannot be added to a proxied cluster")
-        nodes = self.backend.add_nodes(count)
+        nodes = self.backend.add_nodes(count, impl)
         for n in nodes:
             n.node_id = str(n.call("CLUSTER", "MYID"))
         self.nodes.extend(nodes)
-        self.record("started", ",".join(n.name for n in nodes), "new empty nodes")
+        running = f", {impl.describe()}" if impl is not None else ""
+        self.record("started", ",".join(n.name for n in nodes), f"new empty nodes{running}")
         return nodes
 
     def recovery_s(self) -> float:

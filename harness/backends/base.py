@@ -14,11 +14,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from harness import guard
-from harness.errors import NotSupportedError
+from harness.errors import HarnessError, NotSupportedError
 from harness.impl import Implementation
 from harness.ports import BUS_OFFSET
 from harness.runs import Run
-from harness.security import PLAIN, Security, SecuritySpec, refusal
+from harness.security import PLAIN, Security, SecuritySpec, refusal, tls_unsupported
 
 Persistence = Literal["none", "rdb", "aof"]
 PERSISTENCE: tuple[Persistence, ...] = ("none", "rdb", "aof")
@@ -107,6 +107,9 @@ class Node(abc.ABC):
     announce: tuple[str, int] | None = None
     #: credentials and TLS files of the node's cluster (:mod:`harness.security`)
     security: Security = PLAIN
+    #: the server this node runs from its next start: nodes of one cluster may differ
+    #: (:meth:`Backend.add_nodes` with ``impl``, :meth:`Backend.swap`: rolling upgrades)
+    impl: Implementation
 
     @property
     def public_host(self) -> str:
@@ -237,6 +240,21 @@ def start_all(nodes: Sequence[Node], timeout: float) -> list[Node]:
     return list(nodes)
 
 
+def require_stopped(node: Node, alive: bool) -> None:
+    """Refuse to swap the server of a node that runs or is paused (``alive``: its process
+    or container exists, whatever the node's state says)."""
+    if alive or node.state in ("running", "paused"):
+        what = node.state if node.state in ("running", "paused") else "still running"
+        raise HarnessError(f"{node.name} {node.addr} is {what}: stop it before swapping its server")
+
+
+def require_tls(impl: Implementation, security: Security) -> None:
+    """Refuse a server that cannot join a TLS cluster (no TLS built in), as
+    :meth:`harness.cluster.Cluster.start` does; an image's server is not checked here."""
+    if security.tls and impl.image is None and (reason := tls_unsupported(impl.binary)):
+        raise NotSupportedError(reason)
+
+
 def release(nodes: Sequence[Node]) -> None:
     """The harness may no longer connect to these nodes (their backend closed)."""
     guard.revoke(*nodes)
@@ -298,10 +316,19 @@ class Backend(abc.ABC):
     ) -> list[Node]:
         """Create and start ``count`` nodes (not yet joined into a cluster)."""
 
-    def add_nodes(self, count: int) -> list[Node]:
+    def add_nodes(self, count: int, impl: Implementation | None = None) -> list[Node]:
         """Create and start ``count`` more nodes like those of :meth:`create_nodes` (same
-        implementation, settings, credentials; next indexes), not yet joined: scaling out."""
+        settings, credentials, network; next indexes), not yet joined: scaling out. They
+        run ``impl`` if given (new-version replicas of a rolling upgrade), else the
+        implementation of :meth:`create_nodes`."""
         raise NotSupportedError(f"the {self.name} backend cannot add nodes")
+
+    def swap(self, node: Node, impl: Implementation) -> None:
+        """From its next :meth:`Node.start`, the stopped ``node`` runs ``impl``: a rolling
+        upgrade's restart on a new binary or image. It keeps its data directory (RDB/AOF,
+        ``nodes.conf``), address, port and credentials; its config is rendered anew in
+        ``impl``'s dialect. Raises :class:`HarnessError` if the node runs or is paused."""
+        raise NotSupportedError(f"the {self.name} backend cannot swap a node's server")
 
     @abc.abstractmethod
     def close(self) -> None:

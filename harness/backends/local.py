@@ -18,7 +18,16 @@ import time
 from pathlib import Path
 
 from harness import netns
-from harness.backends.base import Backend, Node, NodeConfig, release, render_config, start_all
+from harness.backends.base import (
+    Backend,
+    Node,
+    NodeConfig,
+    release,
+    render_config,
+    require_stopped,
+    require_tls,
+    start_all,
+)
 from harness.errors import HarnessError, NotSupportedError, UsageError
 from harness.impl import Implementation
 from harness.netns import RULE_TAG, Namespace
@@ -81,14 +90,28 @@ class LocalNode(Node):
         self.log_path = self.dir / "server.log"
         # a proxy in front of the node listens on the namespace's host address
         security.issue_node_files(self.dir, [self.host, ns.host_addr if ns else "127.0.0.1"])
-        config = render_config(
-            impl, cfg, port=port, bind=self.host, data_dir=str(self.dir), security=security
-        )
-        if ns is not None:
-            config += f"bind-source-addr {self.host}\n"
-        self.conf_path.write_text(config)
+        self.write_config()
         self.proc: subprocess.Popen[bytes] | None = None
         self.state = "new"
+
+    def write_config(self) -> None:
+        """server.conf for ``self.impl`` (again after a swap: dialects differ)."""
+        config = render_config(
+            self.impl,
+            self.cfg,
+            port=self.port,
+            bind=self.host,
+            data_dir=str(self.dir),
+            security=self.security,
+        )
+        if self.ns is not None:  # packets to peers leave from the node's own address
+            config += f"bind-source-addr {self.host}\n"
+        self.conf_path.write_text(config)
+
+    @property
+    def alive(self) -> bool:
+        """Its process exists (running or paused)."""
+        return self.proc is not None and self.proc.poll() is None
 
     @property
     def description(self) -> str:
@@ -268,22 +291,42 @@ class LocalBackend(Backend):
         self._made = (impl, cfg, base, Security.create(cfg.security, base))
         return self._start(ports)
 
-    def _start(self, ports: list[int]) -> list[Node]:
-        impl, cfg, base, security = self._made
+    def _start(self, ports: list[int], impl: Implementation | None = None) -> list[Node]:
+        made, cfg, base, security = self._made
         first = len(self.nodes)
         nodes = [
-            LocalNode(self.run, impl, cfg, first + i, p, base, self.ns, security)
+            LocalNode(self.run, impl or made, cfg, first + i, p, base, self.ns, security)
             for i, p in enumerate(ports)
         ]
         self.nodes.extend(nodes)
         return start_all(nodes, timeout=15)
 
-    def add_nodes(self, count: int) -> list[Node]:
+    def add_nodes(self, count: int, impl: Implementation | None = None) -> list[Node]:
         if not self.nodes:
             raise HarnessError("add_nodes extends a cluster: create_nodes comes first")
+        if impl is not None:
+            self._check_fits(impl)
         ensure_open_files(len(self.nodes) + count)
         ports = [6379] * count if self.ns is not None else self.lease.claim(count)
-        return self._start(ports)
+        return self._start(ports, impl)
+
+    def swap(self, node: Node, impl: Implementation) -> None:
+        if not isinstance(node, LocalNode) or node not in self.nodes:
+            raise HarnessError(f"{node!r} is not a node of this local backend")
+        require_stopped(node, node.alive)
+        self._check_fits(impl)
+        node.impl = impl
+        node.write_config()  # start() logs "### harness: starting <binary>"
+
+    def _check_fits(self, impl: Implementation) -> None:
+        """Can ``impl`` run beside this cluster's nodes, as they are set up?"""
+        if impl.image is not None:
+            raise UsageError(f"{impl.describe()} is an image: images run on the docker backend")
+        if self.ns is not None and not impl.has("bind_source_addr"):
+            raise NotSupportedError(
+                f"{impl.name} lacks bind_source_addr, which nodes in a namespace need"
+            )
+        require_tls(impl, self._made[3])
 
     def close(self) -> None:
         for n in self.nodes:

@@ -38,6 +38,7 @@ from harness.wait import wait_for
 if TYPE_CHECKING:
     from harness.backends import Node
     from harness.cluster import Cluster
+    from harness.impl import Implementation
 
 #: how long ``CLUSTER FORGET`` keeps a node out (the server's blacklist TTL, seconds)
 BLACKLIST_S = 60.0
@@ -89,11 +90,18 @@ def _state_ok(node: Node) -> tuple[bool, str]:
     return state == "ok", f"cluster_state:{state}"
 
 
-def add_master(cluster: Cluster, *, timeout: float | None = None, until_ok: bool = True) -> Node:
-    """Start a node, ``MEET`` it and wait until it is a member: a master with no slots;
-    with ``until_ok`` (default) also until it says ``cluster_state:ok`` (it can then take
-    slots: a node still in ``fail`` refuses the keys a migration sends it)."""
-    (node,) = cluster.add_nodes(1)
+def add_master(
+    cluster: Cluster,
+    *,
+    impl: Implementation | None = None,
+    timeout: float | None = None,
+    until_ok: bool = True,
+) -> Node:
+    """Start a node (running ``impl`` if given, else the cluster's implementation),
+    ``MEET`` it and wait until it is a member: a master with no slots; with ``until_ok``
+    (default) also until it says ``cluster_state:ok`` (it can then take slots: a node
+    still in ``fail`` refuses the keys a migration sends it)."""
+    (node,) = cluster.add_nodes(1, impl)
     with recorded(cluster, "add-master", node.addr, f"{node.name}, no slots") as step:
         join(cluster, node, timeout, until_ok)
         step.whole = until_ok  # before it is ok it may not know every slot's owner yet
@@ -101,11 +109,18 @@ def add_master(cluster: Cluster, *, timeout: float | None = None, until_ok: bool
     return node
 
 
-def add_replica(cluster: Cluster, master: Node, *, timeout: float | None = None) -> Node:
-    """Start a node, join it, ``CLUSTER REPLICATE master``; wait until every live node
-    lists it as ``master``'s replica, its first sync is done (``master_link_status:up``,
-    no sync in progress) and the master streams to it (a write acknowledged by ``WAIT``)."""
-    (node,) = cluster.add_nodes(1)
+def add_replica(
+    cluster: Cluster,
+    master: Node,
+    *,
+    impl: Implementation | None = None,
+    timeout: float | None = None,
+) -> Node:
+    """Start a node (running ``impl`` if given: a rolling upgrade's new-version replica),
+    join it, ``CLUSTER REPLICATE master``; wait until every live node lists it as
+    ``master``'s replica, its first sync is done (``master_link_status:up``, no sync in
+    progress) and the master streams to it (a write acknowledged by ``WAIT``)."""
+    (node,) = cluster.add_nodes(1, impl)
     bound = deadline_s(cluster, timeout)
     with recorded(cluster, "add-replica", node.addr, f"{node.name} of {master.addr}") as step:
         join(cluster, node, timeout, until_ok=False)  # a replica takes no slots
