@@ -60,16 +60,14 @@ class Upgrade:
         settings.setdefault("persistence", self.persistence)
         return self.clusters(impl=self.source, **settings)
 
-    def rehearse(
-        self, kind: PlanKind, *, rollback: bool | None = None, **settings: Any
-    ) -> Rehearsal:
+    def rehearse(self, kind: PlanKind, *, rollback: bool = False, **settings: Any) -> Rehearsal:
         cluster = self.start(**settings)
         plan = plan_for(cluster, self.target, kind)
         progress.phase(plan.render().splitlines()[0])
         print(plan.render())  # the plan as it will run (shown with -s, kept in the log)
         try:
             out = rehearse(cluster, self.target, plan, self._load("up"))
-            if self.rollback if rollback is None else rollback:
+            if rollback:
                 back = plan_for(cluster, self.source, kind)
                 print(back.render())
                 out.rollback = rehearse(cluster, self.source, back, self._load("back"))

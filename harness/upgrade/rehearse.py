@@ -194,7 +194,8 @@ def rehearse(
             _check(cluster, ex, rec, restart_check)
             rec.end_ns = time.monotonic_ns()
             if rec.failed_checks():
-                out.risks += _named(_log_risks(cluster, marks), step)
+                found = _log_risks(cluster, marks)
+                out.risks += _named(found or _check_risks(rec), step)
     finally:
         wl.stop()
     if all(r.status == "ok" for r in out.records):
@@ -205,6 +206,9 @@ def rehearse(
 
 
 def _check(cluster: Cluster, ex: Executor, rec: StepRecord, restart_check: bool) -> None:
+    if not rec.step.sync:  # the plan goes on at once, on purpose: nothing has settled
+        rec.checks.append(Check("all", "unknown", "not checked: the plan does not wait here"))
+        return
     bound = ex.bound()
     rec.checks.append(checks.topology(cluster, bound))
     rec.checks.append(checks.one_primary_per_shard(cluster, bound))
@@ -247,6 +251,22 @@ def _log_risks(cluster: Cluster, marks: dict[str, int]) -> list[Risk]:
         tail = n.log_text(200_000)[marks.get(n.name, 0) :]
         found += classify(n.name, tail)
     return found
+
+
+def _check_risks(rec: StepRecord) -> list[Risk]:
+    """A check that failed with nothing in the logs to explain it is a risk of its own
+    (the verdict is still decided by the end state and the writes)."""
+    return [
+        Risk(
+            f"check-failed-{c.name}",
+            "warning",
+            rec.step.node,
+            c.detail,
+            "the cluster was not whole after this step: do not go on with the next one "
+            "before it is",
+        )
+        for c in rec.failed_checks()
+    ]
 
 
 def _named(risks: list[Risk], step: Step) -> list[Risk]:

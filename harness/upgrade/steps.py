@@ -188,7 +188,8 @@ class Executor:
         master.call("CONFIG", "SET", "repl-diskless-sync-delay", str(UNSYNCED_DELAY_S))
         (node,) = c.add_nodes(1, impl=self.target)
         self.aliases[step.node] = node
-        with recorded(c, "add-replica", node.addr, f"{node.name} of {master.addr}, unsynced"):
+        # not "add-replica": the server's tool must not judge a cluster left unsettled
+        with recorded(c, "add-replica-unsynced", node.addr, f"{node.name} of {master.addr}"):
             join(c, node, self.timeout, until_ok=False)
             node.call("CLUSTER", "REPLICATE", master.node_id)
         return f"{node.name} ({self.target.version_str}) replicating {master.name}, not synced"
