@@ -211,9 +211,7 @@ def links_up(cluster: Cluster) -> tuple[bool, str]:
     down = []
     for v in cluster.snapshot(live, with_shards=False).views:
         for e in v.nodes:
-            if e.node_id in ids and not e.is_myself:
-                if e.link_state != "connected" or e.flags & {"fail", "fail?"}:
-                    down.append(
-                        f"{v.observer} -> {e.addr} {e.link_state} {','.join(sorted(e.flags))}"
-                    )
+            linked = e.link_state == "connected" and not e.flags & {"fail", "fail?"}
+            if e.node_id in ids and not e.is_myself and not linked:
+                down.append(f"{v.observer} -> {e.addr} {e.link_state} {','.join(sorted(e.flags))}")
     return not down, "; ".join(down[:6]) or "all links up"
