@@ -163,9 +163,10 @@ def make_plan(
             steps += _replace(i, shard, sync=kind == "replace")
     if replica_can_sync_from_target is False and kind in ("in-place", "in-place-primaries-first"):
         notes.append(
-            f"a {source} replica cannot resync from a {target} primary (RDB format): after "
-            "each failover the demoted primary is upgraded next, and must not be promoted "
-            "before"
+            f"a {source} replica cannot take a full sync from a {target} primary (RDB "
+            "format; it flushes its data first): after each failover the demoted primary "
+            "resyncs partially, but a restart or a backlog overrun needs a full sync, so "
+            "it is upgraded next and must not be promoted before"
         )
     if replica_can_sync_from_target is False and kind == "in-place-primaries-first":
         notes.append("the replicas of an upgraded primary cannot sync until upgraded")

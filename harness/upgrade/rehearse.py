@@ -253,10 +253,35 @@ def _log_risks(cluster: Cluster, marks: dict[str, int]) -> list[Risk]:
     return found
 
 
+#: what a failed check says when a node of the new version mis-groups shards in a mixed
+#: cluster (measured: Valkey 8.0.1 beside Redis 7.0 nodes, which send no shard-id)
+SHARDS_SIGNS = ("claimed by several nodes", "absent from CLUSTER SHARDS", "primaries")
+
+
 def _check_risks(rec: StepRecord) -> list[Risk]:
     """A check that failed with nothing in the logs to explain it is a risk of its own
     (the verdict is still decided by the end state and the writes)."""
-    return [
+    mixed = len(set(rec.versions.values())) > 1
+    shards = [
+        c
+        for c in rec.failed_checks()
+        if mixed and c.name in ("coverage-and-agreement", "one-primary-per-shard")
+        if any(sign in c.detail for sign in SHARDS_SIGNS)
+    ]
+    named = [
+        Risk(
+            "cluster-shards-wrong-in-mixed-cluster",
+            "warning",
+            rec.step.node,
+            c.detail,
+            "while versions are mixed, CLUSTER SHARDS on the new nodes groups nodes into "
+            "wrong shards (a node's shard-id from a version that sends none: see "
+            "chideat/valkey-operator#106); clients that route by CLUSTER SHARDS can lose "
+            "slots: keep the mixed phase short, or move by the replace plan",
+        )
+        for c in shards[:1]
+    ]
+    return named + [
         Risk(
             f"check-failed-{c.name}",
             "warning",
@@ -266,6 +291,7 @@ def _check_risks(rec: StepRecord) -> list[Risk]:
             "before it is",
         )
         for c in rec.failed_checks()
+        if c not in shards
     ]
 
 

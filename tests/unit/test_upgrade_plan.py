@@ -68,7 +68,7 @@ def test_a_replica_that_cannot_sync_from_the_target_is_foreseen_in_the_notes() -
         target="valkey 8.0.1",
         replica_can_sync_from_target=False,
     )
-    assert any("cannot resync" in n and "upgraded next" in n for n in plan.notes)
+    assert any("cannot take a full sync" in n and "upgraded next" in n for n in plan.notes)
 
 
 def test_render_lists_every_step_and_the_plan_round_trips_to_json() -> None:
