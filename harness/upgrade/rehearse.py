@@ -191,6 +191,7 @@ def rehearse(
                 out.risks += _named(classify(exc.node.name, exc.log, error=str(exc)), step)
             except HarnessError as exc:
                 rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
+                out.risks += _named(_log_risks(cluster, marks), step)
             _check(cluster, ex, rec, restart_check)
             rec.end_ns = time.monotonic_ns()
             if rec.failed_checks():
