@@ -5,12 +5,14 @@ through ``run``, with the rehearsal's own flags named as an operator says them; 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from harness import options
+from harness.impl import Implementation
 from harness.upgrade.endpoints import resolve_endpoint
 from harness.upgrade.plan import PLANS, SAFE_PLANS, PlanKind, Shard, make_plan
+from harness.upgrade.rehearse import with_foreseen
 from harness.upgrade.risks import can_replicate
 
 #: the flags of ``upgrade`` -> the ``run`` option each one is
@@ -64,8 +66,9 @@ def run(args: argparse.Namespace, given: Mapping[str, Any], cmd_run: Callable[..
                 args.upgrade_shape,
                 args.upgrade_plan,
                 args.upgrade_persistence,
-                (source.flavor, source.version_str, source.version),
-                (target.flavor, target.version_str, target.version),
+                source,
+                target,
+                args.server_args,
             )
         )
         return 0
@@ -89,11 +92,13 @@ def dry_run(
     shape: str,
     kind: str | None,
     persistence: str,
-    source: tuple[str, str, tuple[int, ...]],
-    target: tuple[str, str, tuple[int, ...]],
+    source: Implementation,
+    target: Implementation,
+    server_args: Sequence[tuple[str, str]] = (),
 ) -> str:
     """The plans as they would run on a fresh cluster of ``shape`` (nodes named as the
-    harness forms them: masters first, replica i follows master i mod masters)."""
+    harness forms them: masters first, replica i follows master i mod masters), with
+    what the two versions are known to meet."""
     m, _, r = shape.partition("x")
     masters, replicas = int(m), int(r)
     names = [f"n{masters + i}" for i in range(masters * replicas)]
@@ -103,15 +108,21 @@ def dry_run(
     ]
     kinds: tuple[PlanKind, ...] = (kind,) if kind in PLANS else SAFE_PLANS  # type: ignore[assignment]
     plans = [
-        make_plan(
-            k,
-            shards,
-            source=f"{source[0]} {source[1]}",
-            target=f"{target[0]} {target[1]}",
-            persistence=persistence,
-            replica_can_sync_from_target=can_replicate(
-                (target[0], target[2]), (source[0], source[2])
+        with_foreseen(
+            make_plan(
+                k,
+                shards,
+                source=f"{source.flavor} {source.version_str}",
+                target=f"{target.flavor} {target.version_str}",
+                persistence=persistence,
+                replica_can_sync_from_target=can_replicate(
+                    (target.flavor, target.version), (source.flavor, source.version)
+                ),
             ),
+            source,
+            target,
+            persistence,
+            server_args,
         )
         for k in kinds
     ]

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from harness import progress
@@ -26,7 +26,7 @@ from harness.impl import Implementation
 from harness.upgrade import checks
 from harness.upgrade.checks import Check
 from harness.upgrade.plan import Plan, PlanKind, Shard, Step, make_plan
-from harness.upgrade.risks import Risk, can_replicate, classify
+from harness.upgrade.risks import Risk, can_replicate, classify, foreseen
 from harness.upgrade.steps import Executor, StepFailed
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def shards_of(cluster: Cluster) -> list[Shard]:
 def plan_for(cluster: Cluster, target: Implementation, kind: PlanKind) -> Plan:
     """The plan ``kind`` for this cluster's shards, moving it to ``target``."""
     source = cluster.impl
-    return make_plan(
+    plan = make_plan(
         kind,
         shards_of(cluster),
         source=f"{source.flavor} {source.version_str}",
@@ -155,6 +155,31 @@ def plan_for(cluster: Cluster, target: Implementation, kind: PlanKind) -> Plan:
             (target.flavor, target.version), (source.flavor, source.version)
         ),
     )
+    return with_foreseen(plan, source, target, cluster.spec.persistence, cluster.spec.server_args)
+
+
+def with_foreseen(
+    plan: Plan,
+    source: Implementation,
+    target: Implementation,
+    persistence: str,
+    server_args: Sequence[tuple[str, str]] = (),
+) -> Plan:
+    """``plan`` with what the two versions will meet in its notes (RDB formats, shard
+    ids, bus extensions), known before anything runs."""
+    hostname = any(k == "cluster-announce-hostname" for k, _ in server_args)
+    risks = foreseen(
+        (source.flavor, source.version),
+        (target.flavor, target.version),
+        persistence=persistence,
+        hostname=hostname,
+    )
+    extra = tuple(
+        f"foreseen: {r.name}: {r.evidence} -> {r.advice}"
+        for r in risks
+        if r.name != "rdb-format-bump"  # the plan's own note says it, for its order
+    )
+    return replace(plan, notes=plan.notes + extra)
 
 
 def rehearse(
@@ -297,8 +322,6 @@ def _check_risks(rec: StepRecord) -> list[Risk]:
 
 
 def _named(risks: list[Risk], step: Step) -> list[Risk]:
-    from dataclasses import replace
-
     return [replace(r, step=step.index) for r in risks]
 
 

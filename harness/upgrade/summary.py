@@ -34,7 +34,8 @@ def rehearsal_lines(data: dict[str, Any], indent: str = "") -> list[str]:
         lines.append(f"{indent}  {s['index']:>2}. {s['action']:15} {s['node']:8} {what}")
     lines += [f"{indent}  - {r}" for r in data["reasons"]]
     lines += [
-        f"{indent}  risk [{r['severity']}] {r['name']} on {r['node']}: {r['evidence'][:160]}"
+        f"{indent}  risk [{r['severity']}] {r['name']} on {r['node']}: "
+        f"{' | '.join(str(r['evidence']).splitlines())[:200]}"
         f" -> {r['advice']}"
         for r in data["risks"]
     ]
