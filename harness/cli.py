@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             print(acl_setuser(args.user or ACL_USER, args.password or "PASSWORD"))
             return 0
         if args.command == "upgrade":  # checked as `run`'s, which it runs
-            vars(args).update(options.from_text("run", upgrade_cmd.as_run(vars(args))))
+            vars(args).update(upgrade_cmd.checked(vars(args)))
         if args.command in ("up", "run", "soak", "impls", "upgrade"):
             impls.use_profiles(args.profiles)  # a mistake in them stops here
         if args.command == "up":

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from harness import options
+from harness.errors import UsageError
 from harness.impl import Implementation
 from harness.upgrade.endpoints import resolve_endpoint
 from harness.upgrade.plan import PLANS, SAFE_PLANS, PlanKind, Shard, make_plan
@@ -53,9 +54,18 @@ def as_run(given: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run(args: argparse.Namespace, given: Mapping[str, Any], cmd_run: Callable[..., int]) -> int:
-    from harness.errors import UsageError
+def checked(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The options checked as ``run``'s, a mistake named by this command's own flag."""
+    try:
+        return options.from_text("run", as_run(given))
+    except UsageError as exc:
+        text = str(exc)
+        for flag, name in OWN.items():
+            text = text.replace(options.OPTION[name].flag + " ", flag + " ", 1)
+        raise UsageError(text) from None
 
+
+def run(args: argparse.Namespace, given: Mapping[str, Any], cmd_run: Callable[..., int]) -> int:
     if not args.upgrade_from or not args.upgrade_to:
         raise UsageError("upgrade: give both --from and --to (a profile, a binary or an image)")
     source = resolve_endpoint(args.upgrade_from, args.backend, "--from")
