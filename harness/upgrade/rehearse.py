@@ -301,7 +301,8 @@ def _check_risks(rec: StepRecord) -> list[Risk]:
             rec.step.node,
             c.detail,
             "while versions are mixed, CLUSTER SHARDS on the new nodes groups nodes into "
-            "wrong shards (a node's shard-id from a version that sends none: see "
+            "wrong shards: they give a node of a version that announces no shard-id "
+            "(Redis < 7.2) one of their own (shard ids: redis/redis#10536; the load path: "
             "chideat/valkey-operator#106); clients that route by CLUSTER SHARDS can lose "
             "slots: keep the mixed phase short, or move by the replace plan",
         )
