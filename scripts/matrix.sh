@@ -10,7 +10,8 @@ py=.venv/bin/python
 only=${ONLY:-*}
 failed=()
 
-# name | arguments of `python -m harness run`
+# name | arguments of `python -m harness run` (or, starting with `upgrade`, of
+# `python -m harness upgrade`: rolling-upgrade rehearsals; TRIXIE is the trixie image)
 rows=(
   "local-redis-6.2|--impl redis-6.2 --suite all"
   "local-redis-7.0|--impl redis-7.0 --suite all"
@@ -27,6 +28,11 @@ rows=(
   "docker-acl-redis-7.0|--backend docker --impl redis-7.0 --auth acl --suite all"
   "docker-tls-valkey-8.0|--backend docker --impl valkey-8.0 --tls --suite all"
   "docker-acl-valkey-8.0|--backend docker --impl valkey-8.0 --auth acl --suite all"
+  "upgrade-local-redis-6.2-to-7.0|upgrade --from redis-6.2 --to redis-7.0 --rollback"
+  "upgrade-local-redis-7.0-to-valkey-8.0|upgrade --from redis-7.0 --to valkey-8.0 --rollback"
+  "upgrade-local-valkey-8.0-to-8.1|upgrade --from valkey-8.0 --to valkey-8.1 --rollback"
+  "upgrade-docker-redis-7.0-to-8.0|upgrade --backend docker --from redis-7.0 --to redis-8.0@TRIXIE --rollback"
+  "upgrade-docker-valkey-8.0-to-8.1|upgrade --backend docker --from valkey-8.0 --to valkey-8.1@TRIXIE --rollback"
 )
 
 t_all=$SECONDS
@@ -35,9 +41,18 @@ for row in "${rows[@]}"; do
   # shellcheck disable=SC2053  # the pattern is a glob on purpose
   [[ $name == $only ]] || continue
   read -r -a args <<<"${row#*|}"
+  cmd=run
+  if [[ ${args[0]} == upgrade ]]; then
+    cmd=upgrade
+    args=("${args[@]:1}")
+    if [[ "${args[*]}" == *TRIXIE* ]]; then
+      trixie=${trixie:-$($py -m harness image build --trixie)}
+      args=("${args[@]//TRIXIE/$trixie}")
+    fi
+  fi
   t0=$SECONDS
-  echo "== matrix $name: python -m harness run ${args[*]}" >&2
-  if ! $py -m harness run "${args[@]}" -n "${WORKERS:-3}" --report-dir "reports/matrix/$name"; then
+  echo "== matrix $name: python -m harness $cmd ${args[*]}" >&2
+  if ! $py -m harness "$cmd" "${args[@]}" -n "${WORKERS:-3}" --report-dir "reports/matrix/$name"; then
     failed+=("$name")
   fi
   echo "== matrix $name: $((SECONDS - t0)) s" >&2

@@ -18,6 +18,16 @@ def main(root: str) -> None:
         ]
         impl = s["implementation"]["name"]
         print(f"{path}: {impl} {s['backend']} {s['totals']} failover_ms={failovers}")
+        for u in s.get("upgrades", []):  # rolling-upgrade rehearsals: one line each
+            plan, back = u["plan"], u.get("rollback")
+            lost = (u.get("writes") or {}).get("lost_outside_windows")
+            line = f"  {plan['kind']} {plan['source']} -> {plan['target']}: {u['verdict']}"
+            line += f" (lost outside windows {lost})"
+            if back:
+                line += f"; rollback {back['verdict']}" + "".join(
+                    f", {r['name']}" for r in back["risks"][:2]
+                )
+            print(line)
 
 
 if __name__ == "__main__":
