@@ -143,7 +143,7 @@ def test_page_shows_each_rehearsal_as_steps_with_their_checks(report_dir: Path) 
     assert '<span class="verdict safe">SAFE</span>' in html
     assert '<span class="verdict unsafe">UNSAFE</span>' in html
     assert html.index("verdict safe") < html.index("verdict unsafe")  # the rollback nested
-    assert "cannot resync from a valkey 8.1.8 primary (RDB format)" in html  # a plan note
+    assert "cannot take a full sync from a valkey 8.1.8 primary (RDB" in html  # a plan note
     assert f'class="check fail" title="{SYNC_DETAIL} (30000.0 ms)">fail</td>' in html
     assert str(escape(EVIDENCE)) in html and "upgrade it next" in html
     assert "StepFailed: n0 is no synced replica of n3 after 30 s" in html
