@@ -34,9 +34,10 @@ soak: setup
 false-alarms: setup
 	bash scripts/false-alarms.sh
 
-## the harness's own tests (unit, integration on real servers, bad input, leaks)
+## the harness's own tests (unit, integration on real servers, bad input, leaks) in
+## WORKERS processes; loadgroup keeps a module's xdist_group in one (ARGS='-n 0': serial)
 test: setup
-	$(PY) -m pytest tests $(ARGS)
+	$(PY) -m pytest tests -n $(WORKERS) --dist loadgroup $(ARGS)
 
 ## the full matrix (every suite, implementation, backend, plain and secured); CI runs a
 ## subset. ONLY='docker-*' narrows it; reports in reports/matrix/

@@ -16,6 +16,7 @@ import pytest
 
 from harness import impl as impls
 from harness.impl import Implementation
+from harness.plugin.workers import name_group
 
 pytest_plugins = ["pytester"]
 
@@ -29,6 +30,20 @@ def pytest_configure(config: pytest.Config) -> None:
         path = Path(tempfile.mkdtemp(prefix="harness-selftest-reports-"))
         config.stash[SELF_REPORTS] = path
         config.option.report_dir = str(path)
+
+
+@pytest.hookimpl(trylast=True)  # after the plugin named its shared-cluster groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make ``xdist_group`` marks of these tests work under ``--dist loadgroup``: xdist 3.8
+    names the group in an attribute pytest 9.2 no longer reads, so on its own it would
+    spread a group's tests over the workers (the plugin does the same for its groups)."""
+    if not config.getoption("loadgroup", False):
+        return
+    for item in items:
+        marks = item.iter_markers("xdist_group")
+        names = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in marks}
+        if names:
+            name_group(item, "_".join(sorted(names)))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

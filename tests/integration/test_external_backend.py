@@ -31,9 +31,14 @@ from harness.wait import wait_for
 
 REDIS = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
-pytestmark = pytest.mark.skipif(
-    REDIS is None or REDIS_CLI is None, reason="redis-server / redis-cli not on PATH"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        REDIS is None or REDIS_CLI is None, reason="redis-server / redis-cli not on PATH"
+    ),
+    # one worker under xdist: the module's outside clusters serve all its tests, instead
+    # of being formed again in every worker that gets one of them
+    pytest.mark.xdist_group("external_backend"),
+]
 TIMEOUT = 300  # a whole suite against the cluster
 
 

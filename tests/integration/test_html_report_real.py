@@ -19,9 +19,12 @@ from sandbox import Sandbox, outcome
 
 from harness.report import safe_name
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="redis-server not on PATH"
-)
+pytestmark = [
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not on PATH"),
+    # one worker under xdist: the module's one real run (a failover under load) serves
+    # both tests, instead of running once in every worker that gets one of them
+    pytest.mark.xdist_group("html_report_real"),
+]
 
 TIMEOUT = 120  # one failover under load: about 10 s
 TEST = "suites/chaos/test_consistency.py::test_kill_master_under_load"

@@ -1,9 +1,12 @@
 """Images for the docker backend, built from local binaries (and Debian trixie) and run.
 
-Every container and network a test creates carries ``org.redis-cluster-harness.test=1``
-and is removed in a ``finally``; after each test none with that label (or the label of
-the containers ``harness.images`` uses to check a new image) may exist. Images may stay:
-reusing them is the point. Tests that need Docker skip when it is not reachable.
+Every container and network a test creates carries ``org.redis-cluster-harness.test=<id>``
+(an id of this process) and is removed in a ``finally``; after each test none with that
+label (or with the private label the test gives the containers ``harness.images`` uses to
+check a new image) may exist. The labels are this process's own because the Docker daemon
+is shared: other pytest-xdist workers, and other runs on the machine, create such
+containers at the same time. Images may stay: reusing them is the point. Tests that need
+Docker skip when it is not reachable.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ import redis
 from harness import images
 from harness import impl as impls
 from harness.errors import HarnessError
+from harness.images import docker as images_docker
 from harness.impl import Implementation
 from harness.wait import wait_for
 
 TEST_LABEL = "org.redis-cluster-harness.test"
-LABELS = {TEST_LABEL: "1"}
+LABELS = {TEST_LABEL: uuid.uuid4().hex}  # this process's: see the module docstring
 RUN_TIMEOUT = 60.0  # for a `--version` container
 SERVE_TIMEOUT = 30.0  # for a server container to answer PING (normally well under 1 s)
 PORT = 7000
@@ -53,14 +57,19 @@ def client() -> Any:
 
 
 @pytest.fixture(autouse=True)
-def nothing_left_running() -> Iterator[None]:
-    """After each test: no container or network of ours, whatever the outcome."""
+def nothing_left_running(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """After each test: no container or network of ours, whatever the outcome. The image
+    checks of this test get a label key of their own (``harness.images`` labels them
+    ``CHECK_LABEL=1``), so a check another process runs meanwhile is not counted."""
+    check_label = f"{images.CHECK_LABEL}.test-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setattr(images_docker, "CHECK_LABEL", check_label)
     yield
+    test_label = f"{TEST_LABEL}={LABELS[TEST_LABEL]}"
     with contextlib.suppress(HarnessError), contextlib.closing(images.docker_client()) as c:
-        for label in (f"{TEST_LABEL}=1", f"{images.CHECK_LABEL}=1"):
+        for label in (test_label, f"{check_label}=1"):
             left = c.containers.list(all=True, filters={"label": label})
             assert not left, f"containers left behind: {[x.name for x in left]}"
-        nets = c.networks.list(filters={"label": f"{TEST_LABEL}=1"})
+        nets = c.networks.list(filters={"label": test_label})
         assert not nets, f"networks left behind: {[n.name for n in nets]}"
 
 
@@ -225,7 +234,7 @@ def test_static_binary_and_literal_labels(client: Any, tmp_path: Path) -> None:
     binary = compile_c(tmp_path, "tiny-server", TINY_SERVER, "-static", f'-DVERSION="{c_version}"')
     pkg = images.inspect_binary(str(binary))
     assert pkg.libs == ()  # statically linked: nothing but the binary
-    tag = "redis-cluster-harness/test-static:1"
+    tag = f"redis-cluster-harness/test-static:{uuid.uuid4().hex[:12]}"  # not another run's
     try:
         assert images.build_from_binary(str(binary), tag) == tag
         assert client.images.get(tag).labels[images.VERSION_LABEL] == version
@@ -237,7 +246,7 @@ def test_static_binary_and_literal_labels(client: Any, tmp_path: Path) -> None:
 def test_failed_check_leaves_no_image_and_keeps_the_old_one(
     client: Any, tmp_path: Path, private_tmp: Path
 ) -> None:
-    tag = "redis-cluster-harness/test-broken:1"
+    tag = f"redis-cluster-harness/test-broken:{uuid.uuid4().hex[:12]}"  # not another run's
     good = compile_c(tmp_path, "good", TINY_SERVER, "-static", '-DVERSION="Tiny server v=1.0.0"')
     # runs on the host, but not in the image: it needs a file only the host has
     bad = compile_c(

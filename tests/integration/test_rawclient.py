@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,8 @@ from harness.history import Op
 from harness.impl import Implementation, available
 from harness.rawclient import Addr, Driver
 from harness.workload import Workload, WorkloadSpec, spread_keys
+
+NODE_TIMEOUT_MS = 10_000
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +30,13 @@ def impl() -> Implementation:
 
 @pytest.fixture
 def cluster(impl: Implementation) -> Iterator[Cluster]:
-    # no replicas: a dead master's slots stay down, so its clients keep meeting it
-    with Cluster.start(impl, ClusterSpec(masters=3, replicas=0, node_timeout_ms=1000)) as c:
+    # no replicas: a dead master's slots stay down, so its clients keep meeting it. The
+    # faults here are meant to end before any node is flagged failing (then every node
+    # answers CLUSTERDOWN): a node timeout far beyond them however slowly a loaded machine
+    # (parallel tests) runs the workload
+    with Cluster.start(
+        impl, ClusterSpec(masters=3, replicas=0, node_timeout_ms=NODE_TIMEOUT_MS)
+    ) as c:
         yield c
 
 
@@ -93,17 +101,24 @@ def test_a_dead_master_gives_definite_failures_and_few_unknowns(cluster: Cluster
     victim_slots = _slots(cluster, 0)
     with wl.running():
         wl.wait_ops(200)
-        killed = cluster.faults.kill(cluster.initial_masters[0]).t_ns
+        cluster.faults.kill(cluster.initial_masters[0])
+        # the fault's time is taken just before the signal; the node is dead (reaped) only
+        # once kill() returned, and an op invoked in between may still be acknowledged
+        dead = time.monotonic_ns()
         wl.wait_ops(400)
-    after = _ops_on(wl, victim_slots, killed)
+    after = _ops_on(wl, victim_slots, dead)
     assert after, "no operation went to the dead master's slots"
     # Nothing can be acknowledged by a dead node; at most the requests in flight at the
-    # kill are unknown; every later attempt is refused before anything is sent.
+    # kill are unknown; every later attempt is refused before anything is sent (a refused
+    # connection, or on a loaded machine a connection attempt that outlived the op timeout).
     assert not [op for op in after if op.outcome == "ok"]
     unknown = [op for op in after if op.outcome == "info"]
     assert len(unknown) <= spec.clients, [op.error for op in unknown]
     refused = [op for op in after if op.outcome == "fail"]
-    assert refused and all("connecting" in (op.error or "") for op in refused), refused[:3]
+    assert refused, "no attempt on the dead master's slots was refused"
+    assert all((op.error or "").startswith("NotSent: ") for op in refused), {
+        op.error for op in refused
+    }
 
 
 def test_a_paused_master_gives_timeouts_as_unknown(cluster: Cluster) -> None:
@@ -116,13 +131,14 @@ def test_a_paused_master_gives_timeouts_as_unknown(cluster: Cluster) -> None:
     with wl.running():
         wl.wait_ops(200)
         with cluster.faults.paused(victim) as ev:
+            stopped = time.monotonic_ns()  # ev.t_ns is taken just before the SIGSTOP
             wl.wait_ops(300)
         resumed = cluster.events[-1].t_ns
         wl.wait_ops(300)
     during = [op for op in _ops_on(wl, victim_slots, ev.t_ns) if op.complete_ns < resumed]
     timeouts = [op for op in during if op.outcome == "info"]
     assert timeouts and all("TimeoutError" in (op.error or "") for op in timeouts)
-    assert not [op for op in during if op.outcome == "ok" and op.invoke_ns > ev.t_ns + 1]
+    assert not [op for op in during if op.outcome == "ok" and op.invoke_ns > stopped]
     # after the resume (well inside the node timeout) its slots are served again
     assert [op for op in _ops_on(wl, victim_slots, resumed) if op.outcome == "ok"]
 
@@ -131,7 +147,9 @@ def test_on_a_proxied_cluster_every_request_goes_through_a_proxy(impl: Implement
     if not impl.has("runtime_announce"):
         pytest.skip(f"{impl.name} lacks runtime_announce")
     with Cluster.start(impl, ClusterSpec(masters=2, replicas=0, proxied=True)) as c:
-        wl = Workload(c, WorkloadSpec(kind="set", clients=2, rate=1000, engine="raw"))
+        # no fault: 5 s per op, so a loaded machine (parallel tests) gives no unknown outcome
+        spec = WorkloadSpec(kind="set", clients=2, rate=1000, engine="raw", timeout_s=5.0)
+        wl = Workload(c, spec)
         with wl.running():
             wl.wait_ops(200)
         proxies = {n.public_addr for n in c.nodes}

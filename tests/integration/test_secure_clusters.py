@@ -104,7 +104,15 @@ def test_workloads_on_tls_acl_cluster(
     """SHOULD: both workload engines work on a TLS + ACL cluster, with exact outcomes: a
     fault-free set workload loses nothing."""
     with Cluster.start(tls_impl, ClusterSpec(auth="acl", tls=True)) as c:
-        spec = WorkloadSpec(kind="set", clients=4, rate=800, engine=engine)  # type: ignore[arg-type]
+        # no fault, so an unknown outcome could only be the op timeout: 5 s, not the default
+        # 0.5 s, which a TLS handshake overruns on a loaded machine (parallel tests)
+        spec = WorkloadSpec(
+            kind="set",
+            clients=4,
+            rate=800,
+            engine=engine,  # type: ignore[arg-type]
+            timeout_s=5.0,
+        )
         w = Workload(c, spec)
         with w.running():
             w.wait_ops(400)
