@@ -39,12 +39,14 @@ __all__ += ["check_fields", "for_layer", "from_text"]
 
 FORMATIONS = ("commands", "redis-cli")
 #: ``all`` is what one implementation is checked with; ``upgrade`` rehearses moving a
-#: cluster from one implementation to another (``python -m harness upgrade``)
+#: cluster from one implementation to another (``python -m harness upgrade``);
+#: ``regressions`` reproduces documented bugs (``--repeat N`` for k of n)
 SUITES = {
     "conformance": ("conformance",),
     "chaos": ("chaos",),
     "all": ("conformance", "chaos"),
     "upgrade": ("upgrade",),
+    "regressions": ("regressions",),
 }
 UPGRADE_PLANS = ("in-place", "replace", "in-place-primaries-first", "replace-unsynced")
 
@@ -362,6 +364,15 @@ OPTIONS: tuple[Option, ...] = (
         _layers("run", "pytest"),
         default="none",
         choices=PERSISTENCE,
+    ),
+    Option(
+        "repeat",
+        "int",
+        "regression scenarios: run each N times (seeds printed), reported as reproduced k of n",
+        _layers("run", "pytest"),
+        default=1,
+        metavar="N",
+        range=(1, 1000),
     ),
     Option(
         "rollback",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.regressions.model import EXPECTS, Expectation
 
 KNOWN_CAPABILITIES = frozenset(
     {
@@ -39,9 +40,19 @@ FIELDS = {
     "binaries": False,
     "capabilities": False,
     "known_issues": False,
+    "regressions": False,
     "cli": False,
 }
 ISSUE_FIELDS = {"ref": True, "text": True, "log": False}
+#: one expectation of [profiles.NAME.regressions] (harness.regressions.model.Expectation)
+EXPECTATION_FIELDS = {
+    "expect": True,
+    "ref": True,
+    "measured": False,
+    "versions": False,
+    "text": False,
+    "log": False,
+}
 
 Version = tuple[int, int, int]
 
@@ -61,6 +72,8 @@ class Profile:
     #: package) when it is not the server's name with ``-cli`` for ``-server``
     #: (:mod:`harness.clitool`)
     cli: str = ""
+    #: what the regression scenarios (suites/regressions) find on these versions
+    regressions: tuple[Expectation, ...] = ()
     #: where a user's profile came from (``--profiles my.toml``); "" when shipped
     source: str = field(default="", compare=False)
 
@@ -68,9 +81,20 @@ class Profile:
         """The reference of a known server bug this failure shows, if any: its text is
         in the failure and, when the issue names one, its log line in the nodes' logs
         (a hang shows only as "unreachable"; the log tells which bug hung it)."""
+        for e in self.regressions:  # a bug with a scenario: named by it
+            if e.text and e.text in failure and e.log in logs:
+                return f"{e.ref} (regression scenario {e.scenario})"
         for ref, text, log in self.known_issues:
             if text in failure and log in logs:
                 return ref
+        return None
+
+    def expectation(self, scenario: str, version: Version) -> Expectation | None:
+        """What this profile expects of ``scenario`` on ``version`` (the first entry
+        whose range holds it), or None when it says nothing."""
+        for e in self.regressions:
+            if e.scenario == scenario and (not e.versions or version_in(version, e.versions)):
+                return e
         return None
 
     def matches(self, flavor: str, version: Version) -> bool:
@@ -202,6 +226,7 @@ def _profile(name: str, table: Any, label: str, mistakes: list[str]) -> Profile 
         issues = []
     for i, issue in enumerate(issues):
         _fields(issue, ISSUE_FIELDS, f"{label}: known_issues[{i}]", mistakes, strings=True)
+    expectations = _expectations(table.get("regressions", {}), label, mistakes)
     if len(mistakes) > before:
         return None
     return Profile(
@@ -212,7 +237,39 @@ def _profile(name: str, table: Any, label: str, mistakes: list[str]) -> Profile 
         capabilities=frozenset(capabilities),
         known_issues=tuple((k["ref"], k["text"], k.get("log", "")) for k in issues),
         cli=str(cli),
+        regressions=tuple(expectations),
     )
+
+
+def _expectations(table: Any, label: str, mistakes: list[str]) -> list[Expectation]:
+    """``[profiles.NAME.regressions]``: per scenario one ``{ expect, ref, ... }`` or a list
+    of them with ``versions`` ranges (a bug fixed in a patch release of the profile)."""
+    hint = '{ expect = "reproduced", ref = "..." }'
+    if not isinstance(table, dict):
+        mistakes.append(f"{label}: regressions: give a table: scenario = {hint}")
+        return []
+    out = []
+    for scenario, value in table.items():
+        entries = value if isinstance(value, list) else [value]
+        for i, entry in enumerate(entries):
+            where = f"{label}: regressions.{scenario}" + (
+                f"[{i}]" if isinstance(value, list) else ""
+            )
+            if not isinstance(entry, dict):
+                mistakes.append(f"{where}: give {hint}")
+                continue
+            n = len(mistakes)
+            _fields(entry, EXPECTATION_FIELDS, where, mistakes, strings=True)
+            if "expect" in entry and entry["expect"] not in EXPECTS:
+                mistakes.append(f"{where}: expect {entry['expect']!r}: one of {', '.join(EXPECTS)}")
+            if isinstance(entry.get("versions"), str):
+                try:
+                    parse_range(entry["versions"])
+                except ValueError as exc:
+                    mistakes.append(f"{where}: versions {entry['versions']!r}: {exc}")
+            if len(mistakes) == n:
+                out.append(Expectation(scenario=scenario, **entry))
+    return out
 
 
 def _fields(

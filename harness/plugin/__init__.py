@@ -10,6 +10,8 @@ too. By job:
 - :mod:`~harness.plugin.fixtures`: ``cluster``, ``cluster_factory``, ``workload``, ...;
 - :mod:`~harness.plugin.deadline`: hang protection, a deadline per test phase;
 - :mod:`~harness.plugin.upgrade`: the ``upgrade`` fixture (rolling-upgrade rehearsals);
+- :mod:`~harness.plugin.regression`: the ``regression`` fixture and ``--repeat``
+  (documented bugs reproduced k of n);
 - :mod:`~harness.plugin.reporting`: node logs of failures, known server issues as
   xfailed, ``summary.json`` and the metrics table.
 
@@ -43,6 +45,11 @@ from harness.plugin.fixtures import (
     workload,
 )
 from harness.plugin.options import pytest_addoption, pytest_configure, pytest_unconfigure
+from harness.plugin.regression import (
+    harness_repetition,
+    pytest_generate_tests,
+    regression,
+)
 from harness.plugin.reporting import pytest_runtest_makereport
 from harness.plugin.state import HarnessState
 from harness.plugin.upgrade import Upgrade, upgrade
@@ -58,18 +65,21 @@ __all__ = [
     "cluster_factory",
     "harness_cluster_pool",
     "harness_impl",
+    "harness_repetition",
     "harness_seed",
     "harness_state",
     "metrics",
     "pytest_addoption",
     "pytest_collection_modifyitems",
     "pytest_configure",
+    "pytest_generate_tests",
     "pytest_report_collectionfinish",
     "pytest_runtest_call",
     "pytest_runtest_makereport",
     "pytest_runtest_setup",
     "pytest_runtest_teardown",
     "pytest_unconfigure",
+    "regression",
     "rng",
     "upgrade",
     "workload",

@@ -16,6 +16,7 @@ from harness.backends.external import check_options
 from harness.errors import HarnessError
 from harness.plugin import progress, workers
 from harness.plugin.collection import CAPABILITIES
+from harness.plugin.regression import Verdicts
 from harness.plugin.reporting import Reporter
 from harness.plugin.state import STATE, HarnessState
 from harness.runs import Run
@@ -71,6 +72,12 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
+        "regression(bug): the test is the scenario of a documented bug (a "
+        "harness.regressions.Bug); its `regression` fixture records the outcome, judged "
+        "against the profile's expectation; --repeat N runs it N times",
+    )
+    config.addinivalue_line(
+        "markers",
         "deadline(seconds): a fixed limit per test phase instead of the one derived from "
         "the node timeout and the test's waits (0: none; see harness.deadline)",
     )
@@ -106,10 +113,12 @@ def pytest_configure(config: pytest.Config) -> None:
         shared_clusters=not values["no_shared_clusters"],
         server_args=values["server_args"],
         upgrade={k: v for k, v in values.items() if k.startswith("upgrade_") or k == "rollback"},
+        repeat=values["repeat"],
     )
     config.stash[STATE] = state
     workers.register(config)
     config.pluginmanager.register(Reporter(state), "redis-cluster-harness-reporter")
+    config.pluginmanager.register(Verdicts(), "redis-cluster-harness-regressions")
     progress.register(config, values["progress"])
     if state.impl_name or state.impl_binary or state.image:
         try:

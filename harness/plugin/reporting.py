@@ -17,6 +17,7 @@ from harness.htmlreport import build as build_page
 from harness.plugin.advice import Gathered
 from harness.plugin.state import STATE, HarnessState
 from harness.plugin.workers import plain_nodeid
+from harness.regressions.summary import runs_from, scenario_lines, scenario_table
 from harness.report import (
     TestResult,
     build_summary,
@@ -48,7 +49,9 @@ def pytest_runtest_makereport(
         report.outcome = "skipped"
         report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {call.excinfo.value}")
         return report
-    if report.failed and call.excinfo is not None:
+    regression = item.get_closest_marker("regression") is not None
+    if report.failed and call.excinfo is not None and not regression:
+        # (a regression scenario's failure is a surprise about its own bug: never folded)
         impl = item.config.stash[STATE].impl
         ref = None
         if impl is not None:
@@ -96,6 +99,8 @@ class Reporter:
         self.t0 = time.monotonic()
         self.advisories = Gathered()
         self.upgrades: list[dict[str, Any]] = []  # rehearsals (harness.plugin.upgrade)
+        self.regressions: list[dict[str, Any]] = []  # scenario runs (harness.plugin.regression)
+        self.scenarios: list[dict[str, Any]] = []  # their tally, at the end
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         nodeid = plain_nodeid(report.nodeid)  # without xdist's group suffix
@@ -105,6 +110,7 @@ class Reporter:
         self.advisories.add(nodeid, report.user_properties)
         if report.when == "call":
             self.upgrades += [{"test": nodeid, **u} for u in upgrades_from(report.user_properties)]
+            self.regressions += runs_from(report.user_properties)
             if hasattr(report, "wasxfail"):
                 res.outcome = "xfailed" if report.skipped else "xpassed"
                 res.message = str(report.wasxfail)
@@ -145,6 +151,14 @@ class Reporter:
         }
         if self.upgrades:
             meta["upgrades"] = self.upgrades
+        if self.regressions:
+            self.scenarios = scenario_table(self.regressions)
+            meta["regressions"] = self.scenarios
+            if any(r["surprise"] for r in self.scenarios) and exitstatus == 0:
+                # k of n contradicts the profile (a racy bug never seen, no conclusive
+                # run): each run alone passed, the scenario did not
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+                meta["exit_status"] = int(session.exitstatus)
         notes = state.pool_notes + list(state.pool.replaced if state.pool else ())
         if notes:  # a shares_cluster test that changed its cluster: a mark to remove
             meta["shared_cluster_replaced"] = notes
@@ -171,6 +185,11 @@ class Reporter:
             terminalreporter.section("redis-cluster-harness upgrade rehearsals")
             for u in self.upgrades:
                 for line in rehearsal_lines(u):
+                    terminalreporter.write_line(line)
+        if self.scenarios:
+            terminalreporter.section("redis-cluster-harness regression scenarios")
+            for row in self.scenarios:
+                for line in scenario_lines(row):
                     terminalreporter.write_line(line)
         if self.summary_path is not None:
             terminalreporter.write_line(

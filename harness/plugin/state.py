@@ -46,6 +46,8 @@ class HarnessState:
     server_args: tuple[tuple[str, str], ...] = ()
     #: the upgrade suite's --upgrade-* options (:mod:`harness.plugin.upgrade`)
     upgrade: dict[str, Any] = field(default_factory=dict)
+    #: --repeat: runs of each regression scenario (:mod:`harness.plugin.regression`)
+    repeat: int = 1
     impl: Implementation | None = None
     #: the implementation a worker process reported (pytest-xdist controller)
     impl_meta: dict[str, Any] | None = None
