@@ -17,6 +17,7 @@ from harness.checkers.windows import fault_windows
 from harness.crc16 import SLOTS
 from harness.history import Event, History
 from harness.htmlreport.load import TestFiles
+from harness.htmlreport.regressions import ScenarioRow, scenario_rows
 from harness.htmlreport.upgrades import RehearsalView, upgrade_views
 from harness.nemesis import Step
 
@@ -321,6 +322,7 @@ class RunView:
     totals: dict[str, int]
     tests: list[TestView]
     upgrades: list[RehearsalView] = field(default_factory=list)
+    regressions: list[ScenarioRow] = field(default_factory=list)
 
 
 def key_metrics(metrics: dict[str, Any], limit: int = 5) -> list[tuple[str, Any]]:
@@ -363,5 +365,10 @@ def run_view(summary: dict[str, Any], tests: Iterable[TestFiles]) -> RunView:
         {tf.folder.rsplit("/", 1)[-1]: tf.upgrade_files for tf in files},
     )
     return RunView(
-        title.strip(), run_header(summary), dict(summary.get("totals", {})), views, upgrades
+        title.strip(),
+        run_header(summary),
+        dict(summary.get("totals", {})),
+        views,
+        upgrades,
+        scenario_rows(summary, [t.anchor for t in views]),
     )

@@ -91,7 +91,10 @@ def run(pytester: pytest.Pytester):  # type: ignore[no-untyped-def]
             "5",
             *args,
         )
-        return result, json.loads((pytester.path / "out" / "summary.json").read_text())
+        out = pytester.path / "out"
+        summary = json.loads((out / "summary.json").read_text())
+        summary["_page"] = (out / "index.html").read_text()
+        return result, summary
 
     return go
 
@@ -118,6 +121,10 @@ def test_outcomes_are_judged_against_the_profile(run) -> None:  # type: ignore[n
     assert inconclusive == "setup step 'start the thing' failed: RuntimeError: no thing"
     assert rows["demo-unexpected"]["expectation"] is None
     assert "demo-unexpected [demo#0] on redis-7.0" in out and "no expectation in the profile" in out
+    page = summary["_page"]  # the report page's section: the same rows, the verdicts
+    assert '<section class="upgrades" id="regressions">' in page
+    assert "SURPRISE: no conclusive run of 1" in page
+    assert "setup step &#39;start the thing&#39; failed: RuntimeError: no thing" in page
 
 
 def test_repeat_tallies_a_racy_bug_and_fails_the_run_when_never_seen(run) -> None:  # type: ignore[no-untyped-def]
