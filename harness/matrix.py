@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness import metricinfo
 from harness.errors import UsageError
@@ -49,10 +50,28 @@ class Row:
 
 
 @dataclass(frozen=True)
+class ScenarioCell:
+    """One regression scenario on one run: ``reproduced k/n`` and the verdict."""
+
+    rate: str | None  # None: the run did not run it
+    expect: str = ""
+    surprise: str = ""
+
+
+@dataclass(frozen=True)
+class ScenarioRow:
+    scenario: str
+    reference: str
+    cells: tuple[ScenarioCell, ...]
+
+
+@dataclass(frozen=True)
 class Matrix:
     columns: tuple[Column, ...]
     metrics: tuple[str, ...]
     rows: tuple[Row, ...]
+    #: regression scenarios x runs: which known bugs each implementation still has
+    scenarios: tuple[ScenarioRow, ...] = ()
 
 
 def _labels(columns: Sequence[Column]) -> list[str]:
@@ -85,7 +104,31 @@ def build(columns: Sequence[Column], metrics: Sequence[str] = metricinfo.MATRIX_
         Column(c.path, c.run, c.link, label)
         for c, label in zip(columns, _labels(columns), strict=True)
     )
-    return Matrix(labelled, tuple(metrics), tuple(rows))
+    return Matrix(labelled, tuple(metrics), tuple(rows), _scenarios(columns))
+
+
+def _scenarios(columns: Sequence[Column]) -> tuple[ScenarioRow, ...]:
+    """The ``regressions`` rows of each run's summary, one row per scenario."""
+    found: dict[str, dict[int, dict[str, Any]]] = {}
+    for i, c in enumerate(columns):
+        for row in c.run.meta.get("regressions") or () if c.run else ():
+            if isinstance(row, dict) and row.get("scenario"):
+                found.setdefault(str(row["scenario"]), {})[i] = row
+    out = []
+    for name, by_column in found.items():
+        first = next(iter(by_column.values()))
+        cells = []
+        for i in range(len(columns)):
+            row = by_column.get(i)
+            expect = (row.get("expectation") or {}).get("expect", "") if row else ""
+            cells.append(
+                ScenarioCell(str(row.get("rate", "?")), str(expect), str(row.get("surprise", "")))
+                if row
+                else ScenarioCell(None)
+            )
+        ref = str((first.get("bug") or {}).get("reference", ""))
+        out.append(ScenarioRow(name, ref, tuple(cells)))
+    return tuple(out)
 
 
 def link_for(directory: str, page_dir: Path) -> str | None:

@@ -131,3 +131,28 @@ def test_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert (
         err.count("\n") == 2 and "--metric 'bad name!'" in err and "no such report directory" in err
     )
+
+
+def test_regression_scenarios_grid_per_implementation() -> None:
+    def reg(rate: str, expect: str, surprise: str = "") -> dict[str, Any]:
+        return {
+            "scenario": "takeover",
+            "bug": {"reference": "valkey-io/valkey#974"},
+            "expectation": {"expect": expect},
+            "rate": rate,
+            "surprise": surprise,
+        }
+
+    r = {**REDIS, "regressions": [reg("reproduced 0/5", "not-reproduced")]}
+    v = {**VALKEY, "regressions": [reg("reproduced 0/5", "sometimes", "never seen")]}
+    m = matrix.build([column("r", r), column("v", v), column("x", REDIS)])
+    (row,) = m.scenarios
+    assert (row.scenario, row.reference) == ("takeover", "valkey-io/valkey#974")
+    assert row.cells == (
+        matrix.ScenarioCell("reproduced 0/5", "not-reproduced", ""),
+        matrix.ScenarioCell("reproduced 0/5", "sometimes", "never seen"),
+        matrix.ScenarioCell(None),
+    )
+    page = pages.matrix_page(m)
+    assert "Regression scenarios &times; implementations" in page
+    assert 'class="failed" title="never seen">reproduced 0/5' in page
