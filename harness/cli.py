@@ -53,11 +53,17 @@ def _int_range(lo: int, hi: int, what: str) -> type[int]:
 
 
 def _table_args(
-    p: argparse.ArgumentParser, layer: Layer, helps: Mapping[str, str] | None = None
+    p: argparse.ArgumentParser,
+    layer: Layer,
+    helps: Mapping[str, str] | None = None,
+    skip: tuple[str, ...] = (),
 ) -> None:
     """The flags of ``layer`` from the option table; read as text, checked in :func:`main`.
-    ``helps`` replaces the help of options that mean something else here."""
+    ``helps`` replaces the help of options that mean something else here; ``skip``: the
+    command's own flags of the same name."""
     for opt in options.for_layer(layer):
+        if opt.name in skip:
+            continue
         text = (helps or {}).get(opt.name, opt.help_text)
         if opt.switch:
             p.add_argument(opt.flag, dest=opt.name, action="store_true", default=None, help=text)
@@ -76,7 +82,7 @@ _SOAK_HELPS = {
     "the soak (default: random, printed)",
     "report_dir": "where soak.json and each run's report (run-1/ ...) go (default: reports/soak)",
 }
-_SOAK_OWN = ("seed", "report_dir")  # the soak's, not passed on to each run
+_SOAK_OWN = ("seed", "report_dir", "repeat")  # the soak's, not passed on to each run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="N busy workers (stress-ng --cpu N) beside the runs, for a loaded machine "
         "(default 0: none)",
     )
-    _table_args(soak, "run", helps=_SOAK_HELPS)
+    # (the soak's --repeat counts runs: a run's own --repeat goes after `--`)
+    _table_args(soak, "run", helps=_SOAK_HELPS, skip=("repeat",))
     soak.add_argument(
         "pytest_args", nargs="*", help="extra pytest arguments (after --), passed to each run"
     )
@@ -314,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("up", "run", "impls", "acl-setuser"):  # flags arrive as text
             vars(args).update(options.from_text(args.command, vars(args)))
         if args.command == "soak":  # `run`'s options, with the same checks
-            vars(args).update(options.from_text("run", vars(args)))
+            runs = args.repeat  # the soak's own --repeat (a run's goes after `--`)
+            vars(args).update(options.from_text("run", {**vars(args), "repeat": None}))
+            args.repeat = runs
         if args.command == "acl-setuser":
             print(acl_setuser(args.user or ACL_USER, args.password or "PASSWORD"))
             return 0
