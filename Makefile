@@ -7,9 +7,10 @@ ARGS ?=
 # 2 cores keeps it busy without starving the nodes (measured: see README, Development)
 WORKERS ?= 3
 REPEAT ?= 10
+RUNS ?= 5
 HOG ?= 0
 
-.PHONY: setup run soak false-alarms test lint bench bench-migration matrix clean
+.PHONY: setup run soak false-alarms test lint bench bench-migration matrix regressions clean
 
 $(VENV)/.installed: pyproject.toml scripts/setup-system.sh
 	bash scripts/setup-system.sh
@@ -38,6 +39,11 @@ false-alarms: setup
 ## WORKERS processes; loadgroup keeps a module's xdist_group in one (ARGS='-n 0': serial)
 test: setup
 	$(PY) -m pytest tests -n $(WORKERS) --dist loadgroup $(ARGS)
+
+## the regression catalogue (suites/regressions): documented bugs reproduced, RUNS runs
+## each, reported as reproduced k of n; ARGS='--impl valkey-8.0'; report in reports/regressions/
+regressions: setup
+	$(PY) -m harness run --suite regressions --repeat $(RUNS) -n $(WORKERS) --report-dir reports/regressions $(ARGS)
 
 ## the full matrix (every suite, implementation, backend, plain and secured); CI runs a
 ## subset. ONLY='docker-*' narrows it; reports in reports/matrix/

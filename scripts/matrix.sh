@@ -11,7 +11,8 @@ only=${ONLY:-*}
 failed=()
 
 # name | arguments of `python -m harness run` (or, starting with `upgrade`, of
-# `python -m harness upgrade`: rolling-upgrade rehearsals; TRIXIE is the trixie image)
+# `python -m harness upgrade`: rolling-upgrade rehearsals); TRIXIE is the trixie image.
+# The regression catalogue runs RUNS times per scenario (default 5) for k of n.
 rows=(
   "local-redis-6.2|--impl redis-6.2 --suite all"
   "local-redis-7.0|--impl redis-7.0 --suite all"
@@ -28,6 +29,12 @@ rows=(
   "docker-acl-redis-7.0|--backend docker --impl redis-7.0 --auth acl --suite all"
   "docker-tls-valkey-8.0|--backend docker --impl valkey-8.0 --tls --suite all"
   "docker-acl-valkey-8.0|--backend docker --impl valkey-8.0 --auth acl --suite all"
+  "regressions-local-redis-6.2|--impl redis-6.2 --suite regressions --repeat RUNS"
+  "regressions-local-redis-7.0|--impl redis-7.0 --suite regressions --repeat RUNS"
+  "regressions-local-valkey-8.0|--impl valkey-8.0 --suite regressions --repeat RUNS"
+  "regressions-local-valkey-8.1|--impl valkey-8.1 --suite regressions --repeat RUNS"
+  "regressions-docker-redis-8.0|--backend docker --image TRIXIE --impl redis-8.0 --suite regressions --repeat RUNS"
+  "regressions-docker-valkey-8.1|--backend docker --image TRIXIE --impl valkey-8.1 --suite regressions --repeat RUNS"
   "upgrade-local-redis-6.2-to-7.0|upgrade --from redis-6.2 --to redis-7.0 --rollback"
   "upgrade-local-redis-7.0-to-valkey-8.0|upgrade --from redis-7.0 --to valkey-8.0 --rollback"
   "upgrade-local-valkey-8.0-to-8.1|upgrade --from valkey-8.0 --to valkey-8.1 --rollback"
@@ -45,11 +52,12 @@ for row in "${rows[@]}"; do
   if [[ ${args[0]} == upgrade ]]; then
     cmd=upgrade
     args=("${args[@]:1}")
-    if [[ "${args[*]}" == *TRIXIE* ]]; then
-      trixie=${trixie:-$($py -m harness image build --trixie)}
-      args=("${args[@]//TRIXIE/$trixie}")
-    fi
   fi
+  if [[ "${args[*]}" == *TRIXIE* ]]; then
+    trixie=${trixie:-$($py -m harness image build --trixie)}
+    args=("${args[@]//TRIXIE/$trixie}")
+  fi
+  args=("${args[@]//RUNS/${RUNS:-5}}")
   t0=$SECONDS
   echo "== matrix $name: python -m harness $cmd ${args[*]}" >&2
   if ! $py -m harness "$cmd" "${args[@]}" -n "${WORKERS:-3}" --report-dir "reports/matrix/$name"; then
