@@ -1,4 +1,5 @@
-"""One line per summary.json under a directory: implementation, backend, totals, failovers.
+"""One line per summary.json under a directory: implementation, backend, totals, failovers
+(and a line per upgrade rehearsal and per regression scenario).
 
 Used by .ci/run and scripts/matrix.sh to print what every run of a matrix gave.
 """
@@ -28,6 +29,10 @@ def main(root: str) -> None:
                     f", {r['name']}" for r in back["risks"][:2]
                 )
             print(line)
+        for r in s.get("regressions", []):  # regression scenarios: k of n, the verdict
+            expect = (r.get("expectation") or {}).get("expect", "no expectation")
+            verdict = f"SURPRISE: {r['surprise']}" if r["surprise"] else f"expected {expect}"
+            print(f"  {r['scenario']} [{r['bug']['reference']}]: {r['rate']}; {verdict}")
 
 
 if __name__ == "__main__":
