@@ -30,8 +30,9 @@ def main(root: str) -> None:
                 )
             print(line)
         for r in s.get("regressions", []):  # regression scenarios: k of n, the verdict
-            expect = (r.get("expectation") or {}).get("expect", "no expectation")
-            verdict = f"SURPRISE: {r['surprise']}" if r["surprise"] else f"expected {expect}"
+            expect = (r.get("expectation") or {}).get("expect")
+            verdict = f"expected {expect}" if expect else "no expectation in the profile"
+            verdict = f"SURPRISE: {r['surprise']}" if r["surprise"] else verdict
             print(f"  {r['scenario']} [{r['bug']['reference']}]: {r['rate']}; {verdict}")
 
 
