@@ -76,7 +76,7 @@ class Cluster(Formation):
                 cluster.faults.wire()
             cluster.form()
             progress.phase("bring-up: formed, waiting until ready")
-            cluster.wait_ready(spec.ready_timeout_s)
+            cluster.wait_ready(spec.ready_timeout_s, settled_shards=True)
         except BaseException:
             if "cluster" in locals():
                 cluster.close()
