@@ -640,3 +640,25 @@ def test_checkers_accept_hand_built_entries() -> None:
     )
     view = NodeView("10.0.0.1:7000", nodes, {"cluster_state": "ok", "cluster_size": "2"})
     assert healthy(Snapshot((view,))).ok
+
+
+def test_a_new_cluster_waits_for_replicas_in_their_masters_shard() -> None:
+    """harness.formation.replicas_apart: a replica some node still lists in a shard of
+    its own (its first shard id, before the shared one arrived) keeps bring-up waiting."""
+    from harness.formation import replicas_apart
+
+    assert replicas_apart(healthy_snapshot()) == []
+    settled = shards_for(HEALTHY)
+    m1, *rest = settled
+    r1 = next(n for n in m1.nodes if n.node_id == R1)
+    split = (
+        Shard(m1.slots, tuple(n for n in m1.nodes if n is not r1)),
+        Shard((), (r1,)),
+        *rest,
+    )
+    snap = Snapshot(views=(make_view(M2, shards=split), make_view(M1, shards=settled)))
+    assert replicas_apart(snap) == [
+        f"{addr(M2)}: CLUSTER SHARDS puts replica {R1[:8]} apart from its master {M1[:8]} "
+        "(shard ids not settled)"
+    ]
+    assert replicas_apart(Snapshot(views=(make_view(M2, shards=None),))) == []
