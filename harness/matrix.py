@@ -16,6 +16,7 @@ from typing import Any
 
 from harness import metricinfo
 from harness.errors import UsageError
+from harness.rules import Rule
 from harness.summaries import Run, fmt, load, summary_file
 
 
@@ -37,11 +38,27 @@ class Cell:
     values: tuple[tuple[str, str], ...] = ()  # (metric, value) of the chosen ones it has
     message: str = ""
 
+    @property
+    def verdict(self) -> str:
+        """On the rule: ``pass``, ``fail``, ``n/a`` (the implementation lacks a capability
+        the rule needs), ``divergence`` (one its profile documents), ``known issue`` or
+        the outcome itself (skipped for another reason, error)."""
+        if self.outcome == "passed":
+            return "pass"
+        if self.outcome == "failed":
+            return "fail"
+        if self.outcome == "skipped" and " lacks " in self.message:
+            return "n/a"
+        if self.outcome == "xfailed":
+            return "divergence" if "documented divergence" in self.message else "known issue"
+        return self.outcome or ""
+
 
 @dataclass(frozen=True)
 class Row:
     nodeid: str
     cells: tuple[Cell, ...]
+    rule: Rule | None = None  # the rule the test states, from the first run that says
 
     @property
     def differs(self) -> bool:
@@ -92,6 +109,10 @@ def build(columns: Sequence[Column], metrics: Sequence[str] = metricinfo.MATRIX_
     rows = []
     for nodeid in order:
         cells = []
+        rule = next(
+            (t.rule for c in columns if c.run and (t := c.run.tests.get(nodeid)) and t.rule),
+            None,
+        )
         for c in columns:
             t = c.run.tests.get(nodeid) if c.run else None
             if t is None:
@@ -99,7 +120,7 @@ def build(columns: Sequence[Column], metrics: Sequence[str] = metricinfo.MATRIX_
                 continue
             values = tuple((m, fmt(t.metrics[m])) for m in metrics if m in t.metrics)
             cells.append(Cell(t.outcome, values, t.message))
-        rows.append(Row(nodeid, tuple(cells)))
+        rows.append(Row(nodeid, tuple(cells), rule))
     labelled = tuple(
         Column(c.path, c.run, c.link, label)
         for c, label in zip(columns, _labels(columns), strict=True)
@@ -159,4 +180,19 @@ def render_text(matrix: Matrix) -> list[str]:
         out.append(f"  {c.label}: {totals}  [{c.path}]")
     differ = sum(r.differs for r in matrix.rows)
     out.append(f"{len(matrix.rows)} tests, {differ} with outcomes that differ between runs")
+    out += divergences(matrix)
+    return out
+
+
+def divergences(matrix: Matrix) -> list[str]:
+    """Where an implementation breaks a rule a test states, in a line each: ``valkey-8.0
+    8.0.1: MUST: ... (rule broken: <the failure>)``, documented divergences said so."""
+    out = []
+    for r in matrix.rows:
+        if r.rule is None:
+            continue
+        for c, cell in zip(matrix.columns, r.cells, strict=True):
+            if cell.verdict in ("fail", "divergence", "known issue"):
+                said = f"{cell.verdict}: {cell.message}" if cell.message else cell.verdict
+                out.append(f"  {c.label}: {r.rule} ({said}) [{r.nodeid}]")
     return out

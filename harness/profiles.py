@@ -41,6 +41,7 @@ FIELDS = {
     "capabilities": False,
     "known_issues": False,
     "regressions": False,
+    "divergences": False,
     "cli": False,
 }
 ISSUE_FIELDS = {"ref": True, "text": True, "log": False}
@@ -74,6 +75,9 @@ class Profile:
     cli: str = ""
     #: what the regression scenarios (suites/regressions) find on these versions
     regressions: tuple[Expectation, ...] = ()
+    #: rules the implementation breaks on purpose, as it documents: the suite test
+    #: ("test_file.py::test_name") -> the reference; reported, not failed
+    divergences: tuple[tuple[str, str], ...] = ()
     #: where a user's profile came from (``--profiles my.toml``); "" when shipped
     source: str = field(default="", compare=False)
 
@@ -88,6 +92,13 @@ class Profile:
             if text in failure and log in logs:
                 return ref
         return None
+
+    def divergence(self, nodeid: str) -> str | None:
+        """The documented divergence a failure of ``nodeid`` is (its reference), if any:
+        matched on the file's name and the test's, so an installed suite matches too."""
+        path, _, name = nodeid.partition("::")
+        key = f"{path.rsplit('/', 1)[-1]}::{name.split('[', 1)[0]}"
+        return next((ref for test, ref in self.divergences if test == key), None)
 
     def expectation(self, scenario: str, version: Version) -> Expectation | None:
         """What this profile expects of ``scenario`` on ``version`` (the first entry
@@ -227,6 +238,7 @@ def _profile(name: str, table: Any, label: str, mistakes: list[str]) -> Profile 
     for i, issue in enumerate(issues):
         _fields(issue, ISSUE_FIELDS, f"{label}: known_issues[{i}]", mistakes, strings=True)
     expectations = _expectations(table.get("regressions", {}), label, mistakes)
+    divergences = _divergences(table.get("divergences", {}), label, mistakes)
     if len(mistakes) > before:
         return None
     return Profile(
@@ -238,7 +250,29 @@ def _profile(name: str, table: Any, label: str, mistakes: list[str]) -> Profile 
         known_issues=tuple((k["ref"], k["text"], k.get("log", "")) for k in issues),
         cli=str(cli),
         regressions=tuple(expectations),
+        divergences=tuple(divergences),
     )
+
+
+_TEST_KEY = re.compile(r"test_\w+\.py::test_\w+")
+
+
+def _divergences(table: Any, label: str, mistakes: list[str]) -> list[tuple[str, str]]:
+    """``[profiles.NAME.divergences]``: ``"test_file.py::test_name" = "reference"``."""
+    if not isinstance(table, dict):
+        mistakes.append(f'{label}: divergences: give a table: "test_x.py::test_y" = "reference"')
+        return []
+    out = []
+    for test, ref in table.items():
+        if not _TEST_KEY.fullmatch(test):
+            mistakes.append(
+                f"{label}: divergences: {test!r}: name a suite test as test_file.py::test_name"
+            )
+        elif not (isinstance(ref, str) and ref):
+            mistakes.append(f"{label}: divergences.{test}: give the reference that documents it")
+        else:
+            out.append((test, ref))
+    return out
 
 
 def _expectations(table: Any, label: str, mistakes: list[str]) -> list[Expectation]:

@@ -32,6 +32,8 @@ class TestResult:
     duration_s: float = 0.0
     metrics: dict[str, float | int | str] = field(default_factory=dict)
     message: str = ""
+    #: the rule the test states (harness.rules.Rule.as_dict), when it states one
+    rule: dict[str, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -42,6 +44,8 @@ class TestResult:
         }
         if self.message:
             out["message"] = self.message
+        if self.rule:
+            out["rule"] = self.rule
         return out
 
 

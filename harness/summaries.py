@@ -16,6 +16,7 @@ from typing import Any
 from harness.errors import UsageError
 from harness.report import SCHEMA, Value, short_id
 from harness.report import fmt_value as fmt
+from harness.rules import Rule
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Test:
     duration_s: float = 0.0
     metrics: Mapping[str, Value] = field(default_factory=dict)
     message: str = ""
+    rule: Rule | None = None  # the rule the test states (harness.rules)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ def from_summary(path: str, summary: Mapping[str, Any]) -> Run:
                 duration_s=float(t.get("duration_s", 0.0)),
                 metrics=dict(t.get("metrics") or {}),
                 message=str(t.get("message", "")),
+                rule=Rule.from_dict(t.get("rule")),
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             raise UsageError(

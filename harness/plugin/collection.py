@@ -4,6 +4,8 @@ the implementation or the backend lacks a ``@pytest.mark.requires`` capability."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from harness import impl as impls
@@ -14,6 +16,9 @@ from harness.plugin.external import skip_unfit
 from harness.plugin.shared import group_of, mark_settings, shares
 from harness.plugin.state import STATE
 from harness.plugin.workers import name_group
+from harness.rules import rule_of
+
+RULE_PROPERTY = "rule"  # a user property: the rule the test states (harness.rules)
 
 HARNESS_FIXTURES = {"cluster", "cluster_factory", "harness_impl"}
 BACKEND_CAPABILITIES = frozenset({"network_faults"})  # what backends may offer
@@ -37,6 +42,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 if config.getoption("loadgroup", False):
                     name_group(item, group)
     state.used = True
+    for item in users:  # the rule each states travels with its reports (summary.json)
+        found = rule_of(getattr(getattr(item, "function", None), "__doc__", None))
+        if found is not None:
+            item.user_properties.append((RULE_PROPERTY, json.dumps(found.as_dict())))
     try:
         impl = state.implementation()
         if state.backend == "docker":

@@ -4,6 +4,7 @@ metrics table at the end."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -15,6 +16,7 @@ from harness.cluster import Cluster
 from harness.errors import NotSupportedError
 from harness.htmlreport import build as build_page
 from harness.plugin.advice import Gathered
+from harness.plugin.collection import RULE_PROPERTY
 from harness.plugin.state import STATE, HarnessState
 from harness.plugin.workers import plain_nodeid
 from harness.regressions.summary import runs_from, scenario_lines, scenario_table
@@ -54,12 +56,18 @@ def pytest_runtest_makereport(
         # (a regression scenario's failure is a surprise about its own bug: never folded)
         impl = item.config.stash[STATE].impl
         ref = None
+        divergence = None
         if impl is not None:
             logs = "\n".join(n.log_text(3000) for c in clusters for n in c.nodes)
             ref = impl.profile.known_issue(str(call.excinfo.value), logs)
+            divergence = impl.profile.divergence(plain_nodeid(item.nodeid))
         if ref is not None:  # the server's known bug, not a harness failure
             report.outcome = "skipped"
             report.wasxfail = f"known server issue {ref}"
+        elif divergence is not None:  # a rule it breaks on purpose, as it documents
+            report.outcome = "skipped"
+            first = (str(call.excinfo.value).splitlines() or [""])[0][:200]
+            report.wasxfail = f"documented divergence {divergence}: {first}"
     if report.failed and clusters:
         _attach_logs(report, item, clusters)
     return report
@@ -107,6 +115,9 @@ class Reporter:
         res = self.state.results.setdefault(nodeid, TestResult(nodeid))
         res.duration_s += report.duration
         res.metrics.update(metrics_from_properties(report.user_properties))
+        for key, value in report.user_properties:
+            if key == RULE_PROPERTY and res.rule is None:
+                res.rule = json.loads(str(value))
         self.advisories.add(nodeid, report.user_properties)
         if report.when == "call":
             self.upgrades += [{"test": nodeid, **u} for u in upgrades_from(report.user_properties)]

@@ -1,6 +1,7 @@
 """The regression fixture end to end, in a separate pytest process: outcomes judged
 against a user profile's expectations, --repeat with seeds, k of n in summary.json, and
-the run's exit status when the tally (not one run) contradicts the profile."""
+the run's exit status when the tally (not one run) contradicts the profile; and the rule
+a suite test states, in summary.json, with a documented divergence xfailed."""
 
 from __future__ import annotations
 
@@ -140,3 +141,55 @@ def test_repeat_tallies_a_racy_bug_and_fails_the_run_when_never_seen(run) -> Non
     _, summary2 = run("-k", "racy", "--repeat", "5")  # same --seed: same seeds
     assert [r["seed"] for r in _rows(summary2)["demo-racy"]["runs"]] == seeds
     assert summary["exit_status"] == 1
+
+
+RULE_TESTS = '''
+import pytest
+
+@pytest.mark.cluster(masters=1, replicas=0)
+def test_breaks_on_purpose(cluster):
+    """MUST: PING answers PING (a rule this test's server breaks on purpose).
+
+    A made-up document, "Section".
+    """
+    assert cluster.nodes[0].call("PING") == "PING", "answered PONG"
+
+@pytest.mark.cluster(masters=1, replicas=0)
+def test_holds(cluster):
+    """SHOULD: PING answers PONG.
+
+    The PING page.
+    """
+    assert cluster.nodes[0].call("PING") == "PONG"
+'''
+
+
+def test_rules_in_the_summary_and_a_documented_divergence(pytester: pytest.Pytester) -> None:
+    profile = PROFILE.split('[profiles."redis-7.0".regressions]')[0]
+    profile += '[profiles."redis-7.0".divergences]\n'
+    profile += '"test_rules.py::test_breaks_on_purpose" = "demo docs: PING echoes"\n'
+    (pytester.path / "profiles.toml").write_text(profile)
+    pytester.makepyfile(test_rules=RULE_TESTS)
+    out = pytester.path / "out"
+    result = pytester.runpytest_subprocess(
+        "--impl",
+        "redis-7.0",
+        "--profiles",
+        str(pytester.path / "profiles.toml"),
+        "--report-dir",
+        str(out),
+    )
+    result.assert_outcomes(passed=1, xfailed=1)
+    tests = {
+        t["nodeid"].split("::")[1]: t
+        for t in json.loads((out / "summary.json").read_text())["tests"]
+    }
+    broken = tests["test_breaks_on_purpose"]
+    assert broken["outcome"] == "xfailed"
+    assert broken["message"] == "documented divergence demo docs: PING echoes: answered PONG"
+    assert broken["rule"] == {
+        "level": "MUST",
+        "text": "PING answers PING (a rule this test's server breaks on purpose).",
+        "source": 'A made-up document, "Section".',
+    }
+    assert tests["test_holds"]["rule"]["level"] == "SHOULD"
