@@ -20,6 +20,7 @@ from harness.htmlreport.load import TestFiles
 from harness.htmlreport.regressions import ScenarioRow, scenario_rows
 from harness.htmlreport.upgrades import RehearsalView, upgrade_views
 from harness.nemesis import Step
+from harness.rules import Rule
 
 #: at most this many buckets per timeline: a 60 s chaos run with its warm-up and
 #: settling (up to 80 s) keeps 10 ms detail
@@ -128,6 +129,7 @@ class TestView:
     clusters: list[dict[str, Any]] = field(default_factory=list)
     logs: list[LogTail] = field(default_factory=list)
     history_href: str | None = None
+    rule: Rule | None = None  # the rule the test states (harness.rules)
 
 
 def bucket_width_ms(span_ns: int) -> int:
@@ -214,6 +216,7 @@ def test_view(tf: TestFiles) -> TestView:
         message=str(r.get("message", "")),
         verdict=tf.verdict,
         clusters=tf.clusters,
+        rule=Rule.from_dict(r.get("rule")),
     )
     events = [e for _, e in tf.events]
     h = tf.history
