@@ -28,9 +28,11 @@ election``): both strings are in the 8.1.8 binary here, neither in 8.0.1 nor Red
 The recipe: 5 primaries x 1 replica, node timeout 2 s; SIGKILL two primaries back to back;
 measure from the first kill until every live node reports ``cluster_state:ok`` with
 neither dead primary owning a slot in its view. Bound: 3 x node timeout (FAIL takes 1 to
-1.5 x, the election under 1.5 s, plus 8.1's 500 ms rank delay). Past the bound is
-reproduced; the measured time is a fact either way. The replicas' election log lines are
-the evidence (two elections for one epoch is the collision itself).
+1.5 x, the election under 1.5 s, plus 8.1's 500 ms rank delay). Past the bound with the
+collision's signature (two elections for one epoch, an expired attempt, or a replica
+trying again) is reproduced; past it without (8.1's deliberate rank delay on a loaded
+machine: seen once here, 6139 ms with two clean elections) is not; the measured time
+is a fact either way. The replicas' election log lines are the evidence.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ BUG = Bug(
     title="replicas of primaries lost together split the votes and a shard stays down",
     affected="Redis (all versions); Valkey up to 8.0; 8.1 still now and then (#1640 open)",
     fixed="Valkey 8.1.0 (#1018, #1009) mitigates",
-    observable="a shard down past 3 x node-timeout after two primaries are killed",
+    observable="a shard down past 3 x node-timeout after two primaries are killed, "
+    "with split votes (same epoch, an expired or repeated election)",
 )
 
 pytestmark = [
@@ -108,11 +111,22 @@ def test_several_masters_killed(cluster: Cluster, regression: Regression) -> Non
         "first_elections_gap_ms": gap_ms,
         "expired": sum("Failover attempt expired" in line for line in lines),
     }
-    if ok_after_ms is None or ok_after_ms > bound_ms:
+    # the bug's signature: votes split over one epoch, an election that expired, or a
+    # replica that had to try again. Slow without it is not this bug: Valkey 8.1 delays
+    # the second replica on purpose (its fix, by failed-primary rank), which alone can
+    # pass the bound on a loaded machine (seen: 6139 ms, two clean elections)
+    split = facts["same_epoch"] or facts["expired"] or len(epochs) > KILLED
+    if ok_after_ms is None or (ok_after_ms > bound_ms and split):
         shown = f"{ok_after_ms:.0f} ms" if ok_after_ms else f"not within {limit_s:.0f} s"
         regression.reproduced(
             f"a shard down past 3 x node-timeout ({bound_ms} ms): ok after {shown}; "
             f"elections for epochs {epochs}",
+            **facts,
+        )
+    elif ok_after_ms > bound_ms:
+        regression.not_reproduced(
+            f"ok {ok_after_ms:.0f} ms after the kill, past {bound_ms} ms but with no split "
+            f"vote: one election per shard, epochs {epochs}, none expired",
             **facts,
         )
     else:
