@@ -28,7 +28,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         if opt.switch:
             g.addoption(opt.flag, action="store_true", default=None, help=opt.help_text)
         else:
-            g.addoption(opt.flag, metavar=opt.metavar_text, help=opt.help_text)
+            g.addoption(
+                opt.flag,
+                metavar=opt.metavar_text,
+                help=opt.help_text,
+                action="append" if opt.repeat else "store",
+            )
     parser.addini("harness_report_dir", "default report directory", default="reports")
 
 

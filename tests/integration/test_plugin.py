@@ -176,3 +176,28 @@ def test_cli_run_writes_report_and_exit_status(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["totals"] == {"passed": 1} and summary["seed"] == 3
     assert (out / "junit.xml").exists()
+
+
+def test_server_args_repeat_and_reach_every_node(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_args="""
+import pytest
+
+@pytest.mark.cluster(masters=1, replicas=0)
+def test_settings(cluster):
+    node = cluster.nodes[0]
+    assert node.call("CONFIG", "GET", "hz") == {"hz": "20"}
+    assert node.call("CONFIG", "GET", "maxmemory") == {"maxmemory": "104857600"}
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "--impl",
+        "redis-7.0",
+        "--server-arg",
+        "hz 20",
+        "--server-arg",
+        "maxmemory 100mb",
+        "--report-dir",
+        str(pytester.path / "out"),
+    )
+    result.assert_outcomes(passed=1)
