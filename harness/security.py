@@ -71,6 +71,16 @@ HARNESS_COMMANDS = (
     "incr",
     "sadd",
     "smembers",
+    # the conformance suite's command families (suites/conformance/test_redirection_details.py)
+    "hset",
+    "lpush",
+    "zadd",
+    "xadd",
+    "pfadd",
+    "setbit",
+    "geoadd",
+    "expire",
+    "time",
 )
 #: What a replica sends its master after AUTH.
 REPLICATION_COMMANDS = ("psync", "sync", "replconf", "ping")
