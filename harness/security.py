@@ -81,7 +81,29 @@ HARNESS_COMMANDS = (
     "geoadd",
     "expire",
     "time",
+    # ... and its transactions and scripts (test_transactions.py)
+    "multi",
+    "exec",
+    "watch",
+    "eval",
+    "evalsha",
+    "script|load",
+    "script|exists",
+    "function|load",
+    "function|delete",
+    "function|list",
+    "fcall",
+    # ... and its Pub/Sub (test_pubsub.py; channels are granted with &*)
+    "publish",
+    "subscribe",
+    "unsubscribe",
+    "spublish",
+    "ssubscribe",
+    "sunsubscribe",
 )
+#: only on clusters the harness starts: the pool of shared clusters empties one between
+#: tests (harness.plugin.shared); never granted on someone else's cluster
+OWN_CLUSTER_COMMANDS = ("flushall",)
 #: What a replica sends its master after AUTH.
 REPLICATION_COMMANDS = ("psync", "sync", "replconf", "ping")
 TLS_DIR = "tls"  # in a node's directory: ca.crt, node.crt, node.key
@@ -221,7 +243,7 @@ class Security:
             repl = " ".join(f"+{c}" for c in REPLICATION_COMMANDS)
             lines += [
                 "user default off",
-                f"user {ACL_USER} {' '.join(acl_rules(self.password))}",
+                f"user {ACL_USER} {' '.join(acl_rules(self.password, own=True))}",
                 f"user {REPLICATION_USER} on >{self.replication_password} -@all {repl}",
                 f"masteruser {REPLICATION_USER}",
                 f"masterauth {self.replication_password}",
@@ -274,9 +296,11 @@ class Security:
 PLAIN = Security()
 
 
-def acl_rules(password: str) -> list[str]:
-    """The ACL rules of the harness's user: every key, :data:`HARNESS_COMMANDS` only."""
-    return ["on", f">{password}", "~*", "-@all", *(f"+{c}" for c in HARNESS_COMMANDS)]
+def acl_rules(password: str, *, own: bool = False) -> list[str]:
+    """The ACL rules of the harness's user: every key and channel, :data:`HARNESS_COMMANDS`
+    only (and on a cluster the harness starts, ``own``, :data:`OWN_CLUSTER_COMMANDS`)."""
+    commands = HARNESS_COMMANDS + (OWN_CLUSTER_COMMANDS if own else ())
+    return ["on", f">{password}", "~*", "&*", "-@all", *(f"+{c}" for c in commands)]
 
 
 def acl_setuser(user: str = ACL_USER, password: str = "PASSWORD") -> str:

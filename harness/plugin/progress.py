@@ -336,6 +336,7 @@ class Terminal:
         if self.screen.tty and self.display.latest:
             self.display.redraw()
 
+    @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent with -p no:xdist
     def pytest_configure_node(self, node: Any) -> None:
         if self.directory is not None:
             node.workerinput[INPUT] = str(self.directory)

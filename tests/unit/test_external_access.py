@@ -106,8 +106,8 @@ def test_given_security_makes_no_files(tmp_path: Path) -> None:
 
 def test_acl_setuser_grants_exactly_the_harness_commands() -> None:
     words = shlex.split(acl_setuser("checker", "pw"))
-    assert words[:7] == ["ACL", "SETUSER", "checker", "on", ">pw", "~*", "-@all"]
-    assert words[7:] == [f"+{c}" for c in HARNESS_COMMANDS]
+    assert words[:8] == ["ACL", "SETUSER", "checker", "on", ">pw", "~*", "&*", "-@all"]
+    assert words[8:] == [f"+{c}" for c in HARNESS_COMMANDS]  # no FLUSHALL on their cluster
 
 
 def test_the_cli_prints_the_same_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,6 +13,7 @@ from harness.errors import UsageError
 from harness.security import (
     ACL_USER,
     HARNESS_COMMANDS,
+    OWN_CLUSTER_COMMANDS,
     PLAIN,
     REPLICATION_USER,
     Security,
@@ -46,9 +47,9 @@ def test_acl_user_gets_only_the_harness_commands(tmp_path: Path) -> None:
     lines = sec.server_lines(7000, "/d")
     assert "user default off" in lines
     user = next(ln for ln in lines if ln.startswith(f"user {ACL_USER} "))
-    assert user.split()[3:6] == [">pw", "~*", "-@all"]
-    assert user.split()[6:] == [f"+{c}" for c in HARNESS_COMMANDS]
-    assert "+flushall" not in user
+    assert user.split()[3:7] == [">pw", "~*", "&*", "-@all"]
+    # on its own cluster also FLUSHALL: the pool of shared clusters empties one between tests
+    assert user.split()[7:] == [f"+{c}" for c in (*HARNESS_COMMANDS, *OWN_CLUSTER_COMMANDS)]
     repl = next(ln for ln in lines if ln.startswith(f"user {REPLICATION_USER} "))
     assert f"masteruser {REPLICATION_USER}" in lines
     assert f"masterauth {repl.split()[3][1:]}" in lines  # the replication user's password
