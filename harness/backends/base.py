@@ -46,7 +46,7 @@ def render_config(
     """A server config file for one node, in the dialect of ``impl``; ``port`` is the TLS
     port of a TLS node (its plain port is off), ``data_dir`` as the server sees it."""
     lines = [
-        *security.server_lines(port, data_dir),
+        *security.server_lines(port, data_dir, impl.version),
         f"bind {bind}",
         "protected-mode no",
         "daemonize no",

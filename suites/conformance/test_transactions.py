@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -119,7 +119,7 @@ class Keys:
 
 
 @pytest.fixture
-def keys(cluster: Cluster, harness_state: HarnessState, rng: random.Random) -> Keys:
+def keys(cluster: Cluster, harness_state: HarnessState, rng: random.Random) -> Iterator[Keys]:
     node, other = rng.sample(cluster.initial_masters, 2)
     sa, sb = _slots(cluster, node, 2)
     (sf,) = _slots(cluster, other, 1)
@@ -129,7 +129,10 @@ def keys(cluster: Cluster, harness_state: HarnessState, rng: random.Random) -> K
 
     k = Keys(node, other, key(sa, "a"), key(sa, "a2"), key(sb, "b"), key(sf, "far"))
     assert [key_slot(x) for x in (k.a, k.a2, k.b, k.far)] == [sa, sa, sb, sf], f"harness bug: {k}"
-    return k
+    yield k
+    # on a cluster the harness does not own nothing flushes between tests: leave no key
+    raw_commands(node, ("DEL", k.a, k.a2), ("DEL", k.b))
+    raw_commands(other, ("DEL", k.far))
 
 
 def _check(node: Node, rule: str, cmds: Sequence[Sequence[object]], want: Sequence[object]) -> None:

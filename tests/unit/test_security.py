@@ -16,8 +16,10 @@ from harness.security import (
     OWN_CLUSTER_COMMANDS,
     PLAIN,
     REPLICATION_USER,
+    SINCE_7_0,
     Security,
     SecuritySpec,
+    acl_rules,
 )
 from harness.spec import ClusterSpec
 
@@ -117,3 +119,13 @@ def test_auth_choices_and_tls_flag_from_the_table() -> None:
     assert options.OPTION["tls"].to_text(False) == []
     with pytest.raises(UsageError, match=r"^auth='ldap': choose one of"):
         ClusterSpec(auth="ldap")  # type: ignore[arg-type]
+
+
+def test_acl_rules_name_only_commands_the_server_has() -> None:
+    """A rule naming a command the server lacks stops it at start-up (Redis 6.2 and
+    FCALL, SPUBLISH, ...): before 7.0 those are left out."""
+    old = acl_rules("pw", own=True, version=(6, 2, 14))
+    new = acl_rules("pw", own=True, version=(7, 0, 15))
+    assert not {f"+{c}" for c in SINCE_7_0} & set(old)
+    assert {f"+{c}" for c in SINCE_7_0} <= set(new)
+    assert set(new) - set(old) == {f"+{c}" for c in SINCE_7_0}
