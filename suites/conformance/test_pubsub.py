@@ -56,14 +56,17 @@ class Subscriber:
         self._client = node.client(timeout=MESSAGE_S)
         self.pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
 
-    def next(self, what: str) -> dict[str, Any]:
-        """The next message pushed on this connection, within :data:`MESSAGE_S`."""
+    def next(self, what: str, rule: str = "") -> dict[str, Any]:
+        """The next message pushed on this connection, within :data:`MESSAGE_S`; a
+        timeout names the ``rule`` the missing message breaks."""
 
         def probe() -> tuple[bool, dict[str, Any] | None]:
             msg = self.pubsub.get_message(timeout=0.1)
             return msg is not None, msg
 
-        got = wait_for(probe, MESSAGE_S, f"{self.node.name} {self.node.addr} receiving {what}")
+        lead = f"{rule}: " if rule else ""
+        where = f"{lead}{self.node.name} {self.node.addr} receiving {what}"
+        got = wait_for(probe, MESSAGE_S, where)
         assert got is not None
         return got
 
@@ -105,6 +108,7 @@ def test_publish_reaches_subscribers_on_every_node(cluster: Cluster, rng: random
     clients that are connected to the same node as the publishing client are included in
     the count"); Redis Cluster specification, "Pub/Sub".
     """
+    rule = "PUBLISH on any node MUST reach the SUBSCRIBErs of every node"
     channel = f"news:{rng.randrange(10**9)}"
     with subscribers(cluster.nodes) as subs:
         for s in subs:
@@ -115,8 +119,8 @@ def test_publish_reaches_subscribers_on_every_node(cluster: Cluster, rng: random
             got = pub.call("PUBLISH", channel, payload)
             assert got == 1, f"PUBLISH on {pub.addr} counted {got} receivers, not its own 1"
             for s in subs:
-                msg = s.next(f"the message published on {pub.name} {pub.addr}")
-                assert msg == push("message", channel, payload), f"{s.node.addr}: {msg}"
+                msg = s.next(f"the message published on {pub.name} {pub.addr}", rule)
+                assert msg == push("message", channel, payload), f"{rule}: {s.node.addr}: {msg}"
 
 
 @pytest.mark.shares_cluster
