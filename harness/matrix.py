@@ -184,15 +184,31 @@ def render_text(matrix: Matrix) -> list[str]:
     return out
 
 
-def divergences(matrix: Matrix) -> list[str]:
-    """Where an implementation breaks a rule a test states, in a line each: ``valkey-8.0
-    8.0.1: MUST: ... (rule broken: <the failure>)``, documented divergences said so."""
-    out = []
+def divergences(matrix: Matrix, width: int = 200) -> list[str]:
+    """Where an implementation breaks a rule a test states, a line per rule: ``keydb-6
+    6.3.4: MUST: ... (fail on MGET, MSET: <the first failure>) [test]``; the cases of a
+    parametrized test share a line (they share the rule), documented divergences say so."""
+    groups: dict[tuple[int, str, str], list[tuple[str, Cell, Rule]]] = {}
     for r in matrix.rows:
         if r.rule is None:
             continue
-        for c, cell in zip(matrix.columns, r.cells, strict=True):
+        base, _, case = r.nodeid.partition("[")
+        for i, cell in enumerate(r.cells):
             if cell.verdict in ("fail", "divergence", "known issue"):
-                said = f"{cell.verdict}: {cell.message}" if cell.message else cell.verdict
-                out.append(f"  {c.label}: {r.rule} ({said}) [{r.nodeid}]")
+                hits = groups.setdefault((i, base, cell.verdict), [])
+                hits.append((case.removesuffix("]"), cell, r.rule))
+    out = []
+    for (i, base, verdict), hits in groups.items():
+        cases = [case for case, _, _ in hits if case]
+        first, rule = hits[0][1], hits[0][2]
+        said = verdict + (f" on {', '.join(cases)}" if cases else "")
+        if first.message:
+            said += ": " + _clip(first.message.removeprefix("AssertionError: "), width)
+        text = rule.text.replace("``", "")
+        out.append(f"  {matrix.columns[i].label}: {rule.level}: {text} ({said}) [{base}]")
     return out
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."

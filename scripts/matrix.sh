@@ -3,7 +3,9 @@
 # both backends, plain and secured. CI runs a subset of it (see .ci/run); run the whole of
 # it before resolving an issue that adds a suite. Each run writes reports/matrix/NAME/; the
 # table at the end is read from their summary.json files. ONLY=PATTERN runs the rows whose
-# name matches the (bash) glob, e.g. `make matrix ONLY='*tls*'`.
+# name matches the (bash) glob, e.g. `make matrix ONLY='*tls*'`. SUITE=NAME runs that one
+# suite instead of all of them on each implementation row (the regression and upgrade rows
+# are left out): `make matrix SUITE=conformance` is the conformance matrix.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
@@ -17,9 +19,12 @@ rows=(
   "local-redis-6.2|--impl redis-6.2 --suite all"
   "local-redis-7.0|--impl redis-7.0 --suite all"
   "local-valkey-8.0|--impl valkey-8.0 --suite all"
+  "local-valkey-8.1|--impl valkey-8.1 --suite all"
   "docker-redis-6.2|--backend docker --impl redis-6.2 --suite all"
   "docker-redis-7.0|--backend docker --impl redis-7.0 --suite all"
   "docker-valkey-8.0|--backend docker --impl valkey-8.0 --suite all"
+  "docker-redis-8.0|--backend docker --image TRIXIE --impl redis-8.0 --suite all"
+  "docker-valkey-8.1|--backend docker --image TRIXIE --impl valkey-8.1 --suite all"
   "local-password-redis-7.0|--impl redis-7.0 --auth password --suite all"
   "local-tls-redis-7.0|--impl redis-7.0 --tls --suite all"
   "local-acl-redis-7.0|--impl redis-7.0 --auth acl --suite all"
@@ -48,6 +53,10 @@ for row in "${rows[@]}"; do
   # shellcheck disable=SC2053  # the pattern is a glob on purpose
   [[ $name == $only ]] || continue
   read -r -a args <<<"${row#*|}"
+  if [[ -n ${SUITE:-} ]]; then
+    [[ "${args[*]}" == *"--suite all"* ]] || continue
+    for i in "${!args[@]}"; do [[ ${args[i]} == all ]] && args[i]=$SUITE; done
+  fi
   cmd=run
   if [[ ${args[0]} == upgrade ]]; then
     cmd=upgrade

@@ -89,3 +89,19 @@ def test_profile_divergences(tmp_path: Path) -> None:
         "p.toml: profile 'k': divergences: 'mset': name a suite test as test_file.py::test_name",
         "p.toml: profile 'k': divergences.test_a.py::test_b: give the reference that documents it",
     ]
+
+
+def test_cases_of_one_parametrized_test_share_a_divergence_line() -> None:
+    rule = {"level": "MUST", "text": "``MGET`` and ``MSET`` need one slot;", "source": ""}
+
+    def t(case: str, outcome: str, message: str = "") -> dict[str, Any]:
+        nodeid = f"m.py::test_strings[{case}]"
+        return {"nodeid": nodeid, "outcome": outcome, "rule": rule, "message": message}
+
+    long = "AssertionError: MGET: keys of different slots MUST be refused, " + "x" * 300
+    m = matrix.build([run("keydb", t("MGET", "failed", long), t("MSET", "failed", "MSET: ok"))])
+    (line,) = matrix.divergences(m, width=60)
+    assert line == (
+        "  keydb 1: MUST: MGET and MSET need one slot; (fail on MGET, MSET: MGET: keys of "
+        "different slots MUST be refused, xxxxxxxxxx...) [m.py::test_strings]"
+    )
