@@ -49,7 +49,8 @@ regressions: setup
 	$(PY) -m harness run --suite regressions --repeat $(RUNS) -n $(REGRESSION_WORKERS) --report-dir reports/regressions $(ARGS)
 
 ## the full matrix (every suite, implementation, backend, plain and secured); CI runs a
-## subset. ONLY='docker-*' narrows it; reports in reports/matrix/
+## subset. ONLY='docker-*' narrows it, SUITE=conformance runs one suite on every
+## implementation row (the conformance matrix); reports in reports/matrix/
 matrix: setup
 	bash scripts/matrix.sh
 
