@@ -91,6 +91,7 @@ HARNESS_COMMANDS = (
     "sunion",
     "sunionstore",
     "sinter",
+    "sintercard",
     "smove",
     "zunion",
     "zunionstore",
@@ -129,7 +130,7 @@ HARNESS_COMMANDS = (
 #: does not have stops it at start-up ("Error loading ACL rule"), so they are left out there
 SINCE_7_0 = frozenset(
     {"function|load", "function|delete", "function|list", "fcall"}
-    | {"spublish", "ssubscribe", "sunsubscribe"}
+    | {"spublish", "ssubscribe", "sunsubscribe", "sintercard"}
 )
 #: only on clusters the harness starts: the pool of shared clusters empties one between
 #: tests (harness.plugin.shared); never granted on someone else's cluster
