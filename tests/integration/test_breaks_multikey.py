@@ -13,14 +13,13 @@ and ``MGET`` and ``MSETNX``, through the same proxies, pass.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from asyncproxy import AsyncProxy, Reader, Writer
 from sandbox import PYTEST, Sandbox, outcome
 from test_broken_migration import reply_end
 
@@ -34,29 +33,16 @@ SUITE = Path(__file__).resolve().parents[2] / "suites" / "conformance" / "test_m
 TIMEOUT = 120
 
 
-class CrossslotLiar:
+class CrossslotLiar(AsyncProxy):
     """A TCP proxy to ``upstream`` that forwards one command and its reply at a time (so
     a reply it replaces stays in place), answering ``+OK`` instead of a ``CROSSSLOT``
-    error to ``MSET``. Runs its own event loop on a thread."""
+    error to ``MSET``."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
         self.lies = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._writers: set[asyncio.StreamWriter] = set()
-        start = asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(10)
-        self.address: tuple[str, int] = self._server.sockets[0].getsockname()[:2]
+        super().__init__(upstream)
 
-    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        try:
-            up_r, up_w = await asyncio.open_connection(*self.upstream)
-        except OSError:
-            client_w.close()
-            return
-        self._writers |= {client_w, up_w}
+    async def relay(self, client_r: Reader, client_w: Writer, up_r: Reader, up_w: Writer) -> None:
         inbox = replies = b""
         try:
             while True:
@@ -79,12 +65,8 @@ class CrossslotLiar:
                     raw = b"+OK\r\n"
                 client_w.write(raw)
                 await client_w.drain()
-        except (OSError, RespError):
+        except RespError:
             return
-        finally:
-            for w in (client_w, up_w):
-                self._writers.discard(w)
-                w.close()
 
     def _lie(self, command: object, reply: bytes) -> bool:
         if not (isinstance(command, list) and command and isinstance(command[0], bytes)):
@@ -93,17 +75,6 @@ class CrossslotLiar:
             return False
         self.lies += 1
         return True
-
-    def close(self) -> None:
-        async def stop() -> None:
-            self._server.close()
-            for w in list(self._writers):
-                w.close()
-
-        with contextlib.suppress(Exception):  # teardown goes on
-            asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
 
 @contextlib.contextmanager

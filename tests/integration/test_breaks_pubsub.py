@@ -19,11 +19,11 @@ import asyncio
 import contextlib
 import json
 import struct
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from asyncproxy import AsyncProxy, Reader, Writer
 from sandbox import PYTEST, Sandbox, outcome
 
 from harness import Cluster, ClusterSpec
@@ -40,41 +40,18 @@ PUBLISH = 4  # CLUSTERMSG_TYPE_PUBLISH (PUBLISHSHARD is 10)
 LIGHT = 0x8000  # Valkey 8: the flag of a message with the light header
 
 
-class PublishDropper:
+class PublishDropper(AsyncProxy):
     """A TCP proxy to a node's cluster bus port that drops the ``PUBLISH`` messages peers
-    send to the node and forwards everything else, both ways. Runs its own event loop
-    on a thread."""
+    send to the node and forwards everything else, both ways."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.links = 0  # peer connections accepted
         self.dropped = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._writers: set[asyncio.StreamWriter] = set()
-        start = asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(10)
-        self.address: tuple[str, int] = self._server.sockets[0].getsockname()[:2]
+        super().__init__(upstream)
 
-    async def _serve(self, peer_r: asyncio.StreamReader, peer_w: asyncio.StreamWriter) -> None:
-        try:
-            node_r, node_w = await asyncio.open_connection(*self.upstream)
-        except OSError:
-            peer_w.close()
-            return
-        self.links += 1
-        self._writers |= {peer_w, node_w}
-        try:
-            await asyncio.gather(self._filter(peer_r, node_w), self._pass(node_r, peer_w))
-        except OSError:
-            pass
-        finally:
-            for w in (peer_w, node_w):
-                self._writers.discard(w)
-                w.close()
+    async def relay(self, peer_r: Reader, peer_w: Writer, node_r: Reader, node_w: Writer) -> None:
+        await asyncio.gather(self._filter(peer_r, node_w), self._pass(node_r, peer_w))
 
-    async def _filter(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _filter(self, src: Reader, dst: Writer) -> None:
         """Forward whole bus messages from a peer to the node, but not ``PUBLISH``."""
         while True:
             try:
@@ -95,21 +72,10 @@ class PublishDropper:
             await dst.drain()
 
     @staticmethod
-    async def _pass(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _pass(src: Reader, dst: Writer) -> None:
         while chunk := await src.read(65536):
             dst.write(chunk)
             await dst.drain()
-
-    def close(self) -> None:
-        async def stop() -> None:
-            self._server.close()
-            for w in list(self._writers):
-                w.close()
-
-        with contextlib.suppress(Exception):  # teardown goes on
-            asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
 
 @contextlib.contextmanager
