@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     from harness.cluster import Cluster
 
 Kind = Literal["set", "register", "counter"]
+#: how long a client may take to read the slot map before the load starts (start() waits
+#: 10 s for the first operation)
+CONNECT_S = 8.0
 KINDS: tuple[Kind, ...] = ("set", "register", "counter")
 Engine = Literal["redis-py", "raw"]
 ENGINES: tuple[Engine, ...] = ("redis-py", "raw")
@@ -124,6 +127,24 @@ class Workload:
             **self.cluster.security.redis_kwargs(),
         )
         return guard.guard_async_cluster(client)  # follows the map to allowed addresses only
+
+    async def _connected(self) -> AsyncRedisCluster:
+        """A client that has read the slot map. Its timeouts are the short per-operation
+        ones, so on a loaded machine (TLS handshakes) the first read may time out: that
+        is "not yet", retried with a new client until :data:`CONNECT_S`; other errors end
+        it at once."""
+        deadline = time.monotonic() + CONNECT_S
+        while True:
+            client = self._client()
+            try:
+                await client.initialize()
+                return client
+            except (redis.exceptions.TimeoutError, redis.exceptions.ConnectionError):
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.05)  # a poll interval, as in harness.wait
 
     def _record(self, op: Op) -> None:
         with self._lock:
@@ -219,9 +240,8 @@ class Workload:
             )
             await driver.run()
             return
-        client = self._client()
+        client = await self._connected()
         try:
-            await client.initialize()
             await asyncio.gather(
                 *(self._client_loop(client, c, budget) for c in range(self.spec.clients))
             )
